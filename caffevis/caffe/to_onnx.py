@@ -1,0 +1,283 @@
+"""Forward emitters: each Caffe layer as standard ONNX operators, with Caffe semantics.
+
+The converted model names tensors by Caffe blob: the value a blob holds after the
+whole forward pass is the graph output of that name (so in-place ``relu1`` makes
+``conv1`` the post-ReLU value, as pycaffe shows it). Earlier versions of a blob that
+an in-place layer later overwrites are also outputs, named ``blob@layer`` after the
+layer that produced them, so backward engines can read what each layer consumed.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..onnx_graph import GraphBuilder
+from .layers import plan as plan_layers
+
+FORMAT_VERSION = "1"
+LOWEST = float(np.finfo(np.float32).min)
+
+
+def param_name(layer: str, i: int) -> str:
+    """Initializer name of a layer's i-th Caffe blob (weights 0, bias 1, …)."""
+    return f"{layer}/param{i}"
+
+
+def assign_versions(plans, inputs):
+    """Name every tensor version: per layer, the names of what it reads and writes.
+
+    Returns ``(reads, writes, final)``: lists parallel to ``plans`` and the mapping
+    blob -> name of its last version (the blob name itself).
+    """
+    last_writer = {}
+    for p in plans:
+        for t in p.tops:
+            last_writer[t] = p.index
+    current = {name: name for name in inputs}
+    reads, writes = [], []
+    for p in plans:
+        reads.append([current[b] for b in p.bottoms])
+        outs = []
+        for t in p.tops:
+            name = t if last_writer[t] == p.index else f"{t}@{p.name}"
+            current[t] = name
+            outs.append(name)
+        writes.append(outs)
+    return reads, writes, current
+
+
+def _spatial_ones(g, channels, kernel):
+    return g.const(np.ones((channels, 1) + tuple(kernel)), hint="ones_kernel")
+
+
+def pool_geometry(p):
+    """Explicit pads (begin, end) per spatial axis that make ONNX floor-mode pooling
+    reproduce Caffe's ceil-mode output size, and the AVE divisor map."""
+    (h, w), (oh, ow) = p.bottom_shapes[0][2:], p.top_shapes[0][2:]
+    pads_end = []
+    for size, out, k, pad, s in zip((h, w), (oh, ow), p.attrs["kernel"], p.attrs["pad"], p.attrs["stride"]):
+        pads_end.append(max((out - 1) * s + k - size - pad, 0))
+    return p.attrs["pad"], tuple(pads_end)
+
+
+def ave_divisor(p):
+    """Caffe's AVE pool_size per output position: windows clipped at size+pad (not at size)."""
+    (h, w), (oh, ow) = p.bottom_shapes[0][2:], p.top_shapes[0][2:]
+    (kh, kw), (ph, pw), (sh, sw) = p.attrs["kernel"], p.attrs["pad"], p.attrs["stride"]
+    hs = np.arange(oh) * sh - ph
+    ws = np.arange(ow) * sw - pw
+    hsz = np.minimum(hs + kh, h + ph) - hs
+    wsz = np.minimum(ws + kw, w + pw) - ws
+    return (hsz[:, None] * wsz[None, :]).astype(np.float64)
+
+
+def channel_window_sum(g, x, shape, size):
+    """Sum over a window of ``size`` channels centred on each channel (zero-padded)."""
+    n_c_hw = g.op("Reshape", [x, g.ints([-1, 1, shape[1], int(np.prod(shape[2:]))])], "lrn_in")
+    pre = (size - 1) // 2
+    summed = g.op("Conv", [n_c_hw, g.const(np.ones((1, 1, size, 1)), hint="lrn_ones")], "lrn_sum",
+                  pads=[pre, 0, size - 1 - pre, 0])
+    return g.op("Reshape", [summed, g.ints([-1] + list(shape[1:]))], "lrn_sum_r")
+
+
+def spatial_window_sum(g, x, channels, size):
+    pad = (size - 1) // 2
+    return g.op("Conv", [x, _spatial_ones(g, channels, (size, size))], "lrn_ssum",
+                pads=[pad, pad, size - 1 - pad, size - 1 - pad], group=channels)
+
+
+def lrn_scale(g, p, x):
+    """Caffe's LRN scale: k + alpha/n * sum(x^2) across channels, or 1 + alpha/n^2 * sum
+    within an n x n window (Caffe ignores k there)."""
+    a, shape = p.attrs, p.bottom_shapes[0]
+    sq = g.op("Mul", [x, x], "lrn_sq")
+    if a["region"] == "across":
+        s = channel_window_sum(g, sq, shape, a["local_size"])
+        return g.op("Add", [g.op("Mul", [s, g.const(a["alpha"] / a["local_size"])]), g.const(a["k"])], "lrn_scale")
+    s = spatial_window_sum(g, sq, shape[1], a["local_size"])
+    return g.op("Add", [g.op("Mul", [s, g.const(a["alpha"] / a["local_size"] ** 2)]), g.const(1.0)], "lrn_scale")
+
+
+def broadcast_shape(param_shape, axis, ndim):
+    return tuple(param_shape) + (1,) * (ndim - axis - len(param_shape))
+
+
+def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
+    """Emit layer ``p`` reading tensors ``ins`` and writing tensors named ``outs``.
+
+    ``params`` are the initializer names of the layer's blobs. When ``aux`` is a dict,
+    intermediate tensors the backward rules need are stored in it (e.g. max-pool
+    indices).
+    """
+    t, a = p.type, p.attrs
+    x = ins[0] if ins else None
+    if t in ("Convolution", "Deconvolution"):
+        kw = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), dilations=list(a["dilation"]),
+                  pads=list(a["pad"]) * 2, group=a["group"])
+        g.op("Conv" if t == "Convolution" else "ConvTranspose", [x] + params, outputs=outs, **kw)
+    elif t == "Pooling":
+        begin, end = pool_geometry(p)
+        padded = x
+        value = LOWEST if a["method"] == "max" else 0.0
+        if any(begin) or any(end):
+            padded = g.op("Pad", [x, g.ints([0, 0, begin[0], begin[1], 0, 0, end[0], end[1]]), g.const(value)],
+                          "pool_pad", mode="constant")
+        if aux is not None:
+            aux["padded"] = padded
+        if a["method"] == "max":
+            if aux is not None:
+                _, idx = g.op("MaxPool", [padded], outputs=[outs[0], g.fresh("pool_idx")], n_out=2,
+                              kernel_shape=list(a["kernel"]), strides=list(a["stride"]))
+                aux["indices"] = idx
+            else:
+                g.op("MaxPool", [padded], outputs=outs, kernel_shape=list(a["kernel"]), strides=list(a["stride"]))
+        else:
+            c = p.bottom_shapes[0][1]
+            summed = g.op("Conv", [padded, _spatial_ones(g, c, a["kernel"])], "ave_sum",
+                          strides=list(a["stride"]), group=c)
+            g.op("Mul", [summed, g.const(1.0 / ave_divisor(p)[None, None])], outputs=outs)
+    elif t == "LRN":
+        if a["region"] == "across" and aux is None:
+            g.op("LRN", [x], outputs=outs, size=a["local_size"], alpha=a["alpha"], beta=a["beta"], bias=a["k"])
+        else:
+            scale = lrn_scale(g, p, x)
+            if aux is not None:
+                aux["scale"] = scale
+            g.op("Mul", [x, g.op("Pow", [scale, g.const(-a["beta"])], "lrn_pow")], outputs=outs)
+    elif t == "ReLU":
+        if a["negative_slope"]:
+            g.op("LeakyRelu", [x], outputs=outs, alpha=a["negative_slope"])
+        else:
+            g.op("Relu", [x], outputs=outs)
+    elif t == "PReLU":
+        shape = broadcast_shape(p.params[0].shape, 1, len(p.bottom_shapes[0]))
+        slope = g.op("Reshape", [params[0], g.ints(shape)], "prelu_slope")
+        g.op("PRelu", [x, slope], outputs=outs)
+    elif t == "ELU":
+        g.op("Elu", [x], outputs=outs, alpha=a["alpha"])
+    elif t == "Sigmoid":
+        g.op("Sigmoid", [x], outputs=outs)
+    elif t == "TanH":
+        g.op("Tanh", [x], outputs=outs)
+    elif t == "AbsVal":
+        g.op("Abs", [x], outputs=outs)
+    elif t == "Power":
+        y = x
+        if a["scale"] != 1.0:
+            y = g.op("Mul", [y, g.const(a["scale"])], "pow_scale")
+        if a["shift"] != 0.0:
+            y = g.op("Add", [y, g.const(a["shift"])], "pow_shift")
+        if a["power"] != 1.0:
+            y = g.op("Pow", [y, g.const(a["power"])], "pow")
+        g.op("Identity", [y], outputs=outs)
+    elif t == "InnerProduct":
+        flat = g.op("Flatten", [x], "ip_flat", axis=a["axis"])
+        gemm_in = [flat, params[0]] + ([params[1]] if a["bias_term"] else [])
+        if a["axis"] == 1:
+            g.op("Gemm", gemm_in, outputs=outs, transB=0 if a["transpose"] else 1)
+        else:
+            y = g.op("Gemm", gemm_in, "ip_gemm", transB=0 if a["transpose"] else 1)
+            g.op("Reshape", [y, g.ints([-1] + list(p.top_shapes[0][1:]))], outputs=outs)
+    elif t in ("Flatten", "Reshape"):
+        g.op("Reshape", [x, g.ints([-1] + list(a["shape"][1:]))], outputs=outs)
+    elif t == "Softmax":
+        g.op("Softmax", [x], outputs=outs, axis=a["axis"])
+    elif t == "Concat":
+        g.op("Concat", list(ins), outputs=outs, axis=a["axis"])
+    elif t == "Eltwise":
+        if a["op"] == "sum":
+            terms = [i if c == 1.0 else g.op("Mul", [i, g.const(c)], "elt_coeff") for i, c in zip(ins, a["coeff"])]
+            g.op("Sum", terms, outputs=outs)
+        elif a["op"] == "prod":
+            g.op("Mul" if len(ins) == 2 else "Identity", [ins[0], ins[1]] if len(ins) == 2 else [_prod(g, ins)],
+                 outputs=outs)
+        else:
+            g.op("Max", list(ins), outputs=outs)
+    elif t in ("Split", "Dropout"):
+        for o in outs:
+            g.op("Identity", [x], outputs=[o])
+    elif t == "BatchNorm":
+        shape = broadcast_shape(p.params[0].shape, 1, len(p.bottom_shapes[0]))
+        factor = 0.0 if a["scale_factor"] == 0 else 1.0 / a["scale_factor"]
+        mean = g.op("Reshape", [g.op("Mul", [params[0], g.const(factor)], "bn_mean"), g.ints(shape)], "bn_mean_r")
+        var = g.op("Reshape", [g.op("Mul", [params[1], g.const(factor)], "bn_var"), g.ints(shape)], "bn_var_r")
+        inv = g.op("Pow", [g.op("Add", [var, g.const(a["eps"])], "bn_var_eps"), g.const(-0.5)], "bn_inv")
+        if aux is not None:
+            aux["inv_std"] = inv
+        g.op("Mul", [g.op("Sub", [x, mean], "bn_centre"), inv], outputs=outs)
+    elif t == "Scale":
+        shape = broadcast_shape(p.params[0].shape, a["axis"], len(p.bottom_shapes[0]))
+        gamma = g.op("Reshape", [params[0], g.ints(shape)], "scale_gamma")
+        if a["bias_term"]:
+            beta = g.op("Reshape", [params[1], g.ints(shape)], "scale_beta")
+            g.op("Add", [g.op("Mul", [x, gamma], "scale_mul"), beta], outputs=outs)
+        else:
+            g.op("Mul", [x, gamma], outputs=outs)
+    elif t == "Silence":
+        pass
+    else:  # layers.plan rejects unsupported types first
+        raise AssertionError(t)
+
+
+def _prod(g, ins):
+    y = ins[0]
+    for other in ins[1:]:
+        y = g.op("Mul", [y, other], "elt_prod")
+    return y
+
+
+def dynamic_shape(shape):
+    return ["N"] + list(shape[1:])
+
+
+def caffe_metadata(cnet, plans, blob_order, prototxt_text, dtype):
+    """What Net needs to rebuild the Caffe view of a converted model."""
+    return {
+        "caffevis_format": FORMAT_VERSION,
+        "caffevis_prototxt": prototxt_text,
+        "caffevis_info": json.dumps({
+            "name": cnet.name,
+            "inputs": {k: list(v) for k, v in cnet.inputs.items()},
+            "blob_order": blob_order,
+            "blob_shapes": {b: list(s) for b, s in _blob_shapes(cnet, plans).items()},
+            "layers": [{"name": p.name, "type": p.type, "bottoms": p.bottoms, "tops": p.tops} for p in plans],
+            "source": cnet.source,
+            "dtype": np.dtype(dtype).name,
+        }),
+    }
+
+
+def _blob_shapes(cnet, plans):
+    shapes = {k: tuple(v) for k, v in cnet.inputs.items()}
+    for p in plans:
+        for t, s in zip(p.tops, p.top_shapes):
+            shapes[t] = s
+    return shapes
+
+
+def blob_order(cnet, plans):
+    """Blobs in Caffe's ``net.blobs`` order: inputs, then tops as first produced."""
+    order = list(cnet.inputs)
+    for p in plans:
+        for t in p.tops:
+            if t not in order:
+                order.append(t)
+    return order
+
+
+def convert(cnet, dtype=np.float32, prototxt_text: str = ""):
+    """Convert a :class:`~caffevis.caffe.reader.CaffeNet` (with weights) to an ONNX model."""
+    plans = plan_layers(cnet)
+    g = GraphBuilder(dtype)
+    for name, shape in cnet.inputs.items():
+        g.add_input(name, dynamic_shape(shape))
+    reads, writes, _ = assign_versions(plans, cnet.inputs)
+    for p, ins, outs in zip(plans, reads, writes):
+        names = [g.initializer(param_name(p.name, i), arr.astype(dtype)) for i, arr in enumerate(p.params)]
+        emit_forward(g, p, ins, outs, names)
+        for o, s in zip(outs, p.top_shapes):
+            g.add_output(o, dynamic_shape(s))
+    order = blob_order(cnet, plans)
+    meta = caffe_metadata(cnet, plans, order, prototxt_text, dtype)
+    return g.model(cnet.name, meta), plans

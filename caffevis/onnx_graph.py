@@ -1,0 +1,97 @@
+"""A small builder for ONNX graphs: unique names, typed constants, one-line ops."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17  # ScatterElements(reduction='add') needs >= 16; loaded by onnxruntime >= 1.13
+IR_VERSION = 8
+_ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+         np.dtype(np.int64): TensorProto.INT64, np.dtype(np.bool_): TensorProto.BOOL}
+
+
+def elem_type(dtype) -> int:
+    return _ELEM[np.dtype(dtype)]
+
+
+class GraphBuilder:
+    """Accumulates nodes, initializers, inputs and outputs of one ONNX graph.
+
+    ``dtype`` is the floating type of activations and constants (float32, or float64 for
+    numerical checks with ``onnx.reference``).
+    """
+
+    def __init__(self, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
+        self._used = set()
+        self._consts = {}
+
+    def fresh(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self._used:
+            i += 1
+            name = f"{hint}_{i}"
+        self._used.add(name)
+        return name
+
+    def reserve(self, name: str) -> str:
+        if name in self._used:
+            raise ValueError(f"tensor name {name!r} used twice")
+        self._used.add(name)
+        return name
+
+    def initializer(self, name: str, array, reserved=False) -> str:
+        if not reserved:
+            self.reserve(name)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def const(self, value, dtype=None, hint="const") -> str:
+        """A constant tensor (floats take the graph dtype unless ``dtype`` is given)."""
+        arr = np.asarray(value)
+        arr = arr.astype(self.dtype if dtype is None else dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 16 else None
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        name = self.initializer(self.fresh(hint), arr, reserved=True)
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def ints(self, values, hint="shape") -> str:
+        return self.const(np.asarray(values, dtype=np.int64), dtype=np.int64, hint=hint)
+
+    def op(self, op_type: str, inputs, hint: str | None = None, outputs=None, n_out=1, **attrs):
+        """Add one node; return its output name (or the list when ``n_out`` > 1).
+
+        ``outputs`` fixes the output names (used for Caffe blob names); otherwise
+        names are made from ``hint``.
+        """
+        if outputs is None:
+            base = hint or op_type.lower()
+            outputs = [self.fresh(base if n_out == 1 else f"{base}:{i}") for i in range(n_out)]
+        else:
+            outputs = [self.reserve(o) if o else o for o in outputs]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
+                                           name=self.fresh("node:" + (hint or op_type)), **attrs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def add_input(self, name, shape, dtype=None):
+        self.reserve(name)
+        self.inputs.append(helper.make_tensor_value_info(name, elem_type(dtype or self.dtype), shape))
+        return name
+
+    def add_output(self, name, shape=None, dtype=None):
+        self.outputs.append(helper.make_tensor_value_info(name, elem_type(dtype or self.dtype), shape))
+
+    def model(self, name: str, metadata: dict | None = None) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="caffevis")
+        model.ir_version = IR_VERSION
+        for key, value in (metadata or {}).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        return model
