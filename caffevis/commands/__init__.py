@@ -1,0 +1,1 @@
+"""CLI subcommands; each module's ``register(subparsers)`` adds one (see caffevis.cli)."""

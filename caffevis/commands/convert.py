@@ -1,0 +1,27 @@
+"""caffevis convert DEPLOY.prototxt WEIGHTS.caffemodel -o MODEL.onnx"""
+import json
+import os
+
+
+def register(sub):
+    p = sub.add_parser("convert", help="convert a Caffe model to ONNX (every blob an output)")
+    p.add_argument("prototxt")
+    p.add_argument("weights")
+    p.add_argument("-o", "--output", required=True, help="output .onnx path")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import onnx
+
+    from ..net import convert_caffe
+
+    model = convert_caffe(args.prototxt, args.weights)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    onnx.save(model, args.output)
+    meta = {p.key: p.value for p in model.metadata_props}
+    info = json.loads(meta["caffevis_info"])
+    sidecar = os.path.splitext(args.output)[0] + ".json"
+    with open(sidecar, "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"wrote {args.output} ({len(info['blob_order'])} blobs) and {sidecar}")

@@ -1,0 +1,330 @@
+"""The :class:`Net`: a Caffe model run by ONNX Runtime, every blob by its Caffe name."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+
+import numpy as np
+import onnx
+
+from .caffe import reader
+from .caffe.layers import plan as plan_layers
+from .caffe.to_onnx import FORMAT_VERSION, assign_versions, blob_order, convert, param_name
+from .errors import InputError, ModelError
+from .runtime import make_session
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_cache_dir() -> str:
+    """``$CAFFEVIS_CACHE``, else ``model_zoo/cache`` in a source checkout, else ~/.cache."""
+    env = os.environ.get("CAFFEVIS_CACHE")
+    if env:
+        return env
+    zoo = os.path.join(REPO_ROOT, "model_zoo")
+    if os.path.isdir(zoo) and os.access(zoo, os.W_OK):
+        return os.path.join(zoo, "cache")
+    return os.path.join(os.path.expanduser("~"), ".cache", "caffevis")
+
+
+def parse_model_spec(spec: str):
+    """``model.onnx`` or ``deploy.prototxt:weights.caffemodel`` -> (kind, paths)."""
+    if spec.endswith(".onnx"):
+        return "onnx", (spec,)
+    if ":" in spec:
+        proto, weights = spec.rsplit(":", 1)
+        return "caffe", (proto, weights)
+    raise InputError(f"{spec}: expected MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel")
+
+
+class Net:
+    """A network with Caffe semantics, run by ONNX Runtime.
+
+    Build with :meth:`from_caffe`, :meth:`from_onnx` or :meth:`load`. ``forward`` returns
+    every blob by name; ``backward`` runs backprop, deconv or guided backprop from any
+    blob (see :mod:`caffevis.grad` and :mod:`caffevis.deconv`).
+
+    Attributes
+    ----------
+    input_name : str
+        The data blob (``'data'`` for Caffe nets).
+    input_shape : tuple
+        Input shape from the prototxt (its batch size included).
+    blob_names : list of str
+        Blobs in Caffe's ``net.blobs`` order, input first.
+    blob_shapes : dict
+        Blob name -> shape at the prototxt's batch size.
+    layers : list of LayerPlan
+        Caffe layers with type, bottoms, tops, resolved attributes and parameters
+        (empty for ONNX models that did not come from Caffe).
+    """
+
+    def __init__(self, model: onnx.ModelProto, plans=None, force_cpu=False, cache_dir=None, info=None):
+        self.model = model
+        self.force_cpu = force_cpu
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.layers = plans or []
+        self.info = info or {}
+        self.name = self.info.get("name", model.graph.name or "model")
+        inits = {i.name for i in model.graph.initializer}
+        graph_inputs = [i for i in model.graph.input if i.name not in inits]
+        if len(graph_inputs) != 1:
+            raise ModelError(f"model has {len(graph_inputs)} inputs; caffevis needs exactly one data input")
+        self.input_name = graph_inputs[0].name
+        if self.info:
+            self.input_shape = tuple(self.info["inputs"][self.input_name])
+            self.blob_names = list(self.info["blob_order"])
+            self.blob_shapes = {k: tuple(v) for k, v in self.info["blob_shapes"].items()}
+        else:
+            dims = graph_inputs[0].type.tensor_type.shape.dim
+            self.input_shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
+            self.blob_names = [self.input_name] + [o.name for o in model.graph.output]
+            self.blob_shapes = {}
+        self._session = make_session(model.SerializeToString(), force_cpu)
+        self._outputs = [o.name for o in self._session.get_outputs()]
+        if not self.blob_shapes:
+            self.blob_shapes = self._probe_shapes()
+        self._grad_sessions = {}
+        self.versions = None
+        if self.layers:
+            self.versions = assign_versions(self.layers, [self.input_name])
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_caffe(cls, prototxt: str, weights: str, force_cpu=False, cache_dir=None, use_cache=True):
+        """Load a Caffe deploy prototxt + caffemodel, converting (and caching) to ONNX."""
+        for path, what in ((prototxt, "prototxt"), (weights, "caffemodel")):
+            if not os.path.isfile(path):
+                raise ModelError(f"{path}: {what} not found")
+        cache_dir = cache_dir or default_cache_dir()
+        key = _cache_key(prototxt, weights)
+        cached = os.path.join(cache_dir, key, "model.onnx")
+        if use_cache and os.path.isfile(cached):
+            try:
+                return cls.from_onnx(cached, force_cpu=force_cpu, cache_dir=cache_dir)
+            except ModelError:
+                pass  # a stale or damaged cache entry is rebuilt below
+        model = convert_caffe(prototxt, weights)
+        if use_cache:
+            _atomic_save(model, cached)
+        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir)
+
+    @classmethod
+    def from_onnx(cls, path: str, force_cpu=False, cache_dir=None):
+        """Load an ONNX file (converted by caffevis, or any other single-input model)."""
+        if not os.path.isfile(path):
+            raise ModelError(f"{path}: ONNX model not found")
+        try:
+            model = onnx.load(path)
+        except Exception as err:
+            raise ModelError(f"{path}: not a readable ONNX model ({err})") from None
+        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir)
+
+    @classmethod
+    def from_onnx_model(cls, model, force_cpu=False, cache_dir=None):
+        meta = {p.key: p.value for p in model.metadata_props}
+        if "caffevis_info" not in meta:
+            return cls(_expose_all_tensors(model), force_cpu=force_cpu, cache_dir=cache_dir)
+        if meta.get("caffevis_format") != FORMAT_VERSION:
+            raise ModelError("ONNX file was converted by an incompatible caffevis version; convert again")
+        info = json.loads(meta["caffevis_info"])
+        plans = _plans_from_model(model, meta["caffevis_prototxt"], info)
+        return cls(model, plans, force_cpu=force_cpu, cache_dir=cache_dir, info=info)
+
+    @classmethod
+    def load(cls, spec: str, force_cpu=False, cache_dir=None):
+        """Load ``model.onnx`` or ``deploy.prototxt:weights.caffemodel``."""
+        kind, paths = parse_model_spec(spec)
+        if kind == "onnx":
+            return cls.from_onnx(paths[0], force_cpu=force_cpu, cache_dir=cache_dir)
+        return cls.from_caffe(*paths, force_cpu=force_cpu, cache_dir=cache_dir)
+
+    # -- forward ------------------------------------------------------------------
+    @property
+    def provider(self) -> str:
+        return self._session.get_providers()[0]
+
+    @property
+    def is_caffe(self) -> bool:
+        return bool(self.layers)
+
+    def check_input(self, data) -> np.ndarray:
+        data = np.asarray(data)
+        want = self.input_shape[1:]
+        if data.ndim == len(want):
+            data = data[None]
+        if data.ndim != len(want) + 1 or tuple(data.shape[1:]) != tuple(want):
+            raise InputError(f"input has shape {tuple(data.shape)}; the net expects (N, {', '.join(map(str, want))})")
+        return np.ascontiguousarray(data, dtype=np.float32)
+
+    def forward(self, data, blobs=None) -> "OrderedDict[str, np.ndarray]":
+        """Run the net; return blob name -> array in Caffe order (input included).
+
+        Parameters
+        ----------
+        data : ndarray, (N, C, H, W) or (C, H, W)
+            Preprocessed input.
+        blobs : list of str, optional
+            Only these blobs (faster when few are needed).
+        """
+        data = self.check_input(data)
+        names = [b for b in (blobs or self.blob_names) if b != self.input_name]
+        unknown = [b for b in names if b not in self._outputs]
+        if unknown:
+            raise InputError(f"unknown blob '{unknown[0]}' (blobs: {', '.join(self.blob_names)})")
+        values = self._session.run(names, {self.input_name: data})
+        out = OrderedDict()
+        for b in blobs or self.blob_names:
+            out[b] = data if b == self.input_name else values[names.index(b)]
+        return out
+
+    def forward_all(self, data) -> dict:
+        """Every tensor version: the blobs plus ``blob@layer`` values later overwritten
+        by in-place layers (what each layer actually read)."""
+        data = self.check_input(data)
+        values = self._session.run(self._outputs, {self.input_name: data})
+        out = dict(zip(self._outputs, values))
+        out[self.input_name] = data
+        return out
+
+    # -- backward -----------------------------------------------------------------
+    def backward(self, data, blob, diff, mode="backprop", lrn="derivative", start="last",
+                 engine=None, blob_diffs=False):
+        """Gradient-like signal at the input for seed ``diff`` at ``blob``.
+
+        Parameters
+        ----------
+        mode : {'backprop', 'deconv', 'guided'}
+            ReLU rule: the forward mask (backprop), ``max(diff, 0)`` (Zeiler & Fergus
+            deconv) or both (guided backprop).
+        lrn : {'derivative', 'identity'}
+            LRN rule outside backprop mode: the exact derivative (DeepVis) or pass-through
+            (the Z&F paper).
+        start : {'last', 'layer'}
+            Seed the blob's final value (after in-place layers, as Caffe's
+            ``backward`` from the blob) or the output of the layer named like the blob
+            (``net.backward(start=blob)``, as the DeepVis viewer and optimizer do).
+        engine : {'onnx', 'numpy'}, optional
+            Exported gradient graph on ORT, or the NumPy deconvnet. Default: numpy for
+            deconv, onnx otherwise.
+        blob_diffs : bool
+            Also return the diff of every blob below the seed (dict blob -> diff).
+
+        Returns
+        -------
+        ndarray shaped like ``data`` (and a dict when ``blob_diffs``).
+        """
+        from . import grad
+
+        if not self.is_caffe:
+            raise ModelError("backward needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")
+        engine = engine or ("numpy" if mode == "deconv" else "onnx")
+        data = self.check_input(data)
+        diff = np.asarray(diff, dtype=np.float32)
+        if blob not in self.blob_shapes:
+            raise InputError(f"unknown blob '{blob}' (blobs: {', '.join(self.blob_names)})")
+        want = (data.shape[0],) + tuple(self.blob_shapes[blob][1:])
+        if diff.shape != want:
+            raise InputError(f"diff for blob '{blob}' has shape {diff.shape}; expected {want}")
+        if engine == "numpy":
+            from .deconv import backward_numpy
+
+            return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
+                                  blob_diffs=blob_diffs)
+        session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start)
+        result = session.run(data, diff)
+        if blob_diffs:
+            return result["input"], result["blobs"]
+        return result["input"]
+
+    def gradient_session(self, blob, mode="backprop", lrn="derivative", start="last", params=False,
+                         params_as_inputs=False):
+        """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``."""
+        from . import grad
+
+        key = (blob, mode, lrn, start, params, params_as_inputs)
+        if key not in self._grad_sessions:
+            self._grad_sessions[key] = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start,
+                                                            params=params, params_as_inputs=params_as_inputs)
+        return self._grad_sessions[key]
+
+    # -- parameters ---------------------------------------------------------------
+    @property
+    def params(self) -> "OrderedDict[str, list]":
+        """Layer name -> list of parameter arrays (Caffe blob order)."""
+        return OrderedDict((p.name, p.params) for p in self.layers if p.params)
+
+    def _probe_shapes(self):
+        x = np.zeros(self.input_shape, np.float32)
+        values = self._session.run(self._outputs, {self.input_name: x})
+        shapes = {self.input_name: tuple(self.input_shape)}
+        shapes.update({n: tuple(v.shape) for n, v in zip(self._outputs, values)})
+        return shapes
+
+
+def convert_caffe(prototxt: str, weights: str, dtype=np.float32):
+    """Read and convert a Caffe model to an ONNX ``ModelProto`` (metadata included)."""
+    cnet = reader.load_caffe(prototxt, weights)
+    with open(prototxt, "r", encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    model, _ = convert(cnet, dtype=dtype, prototxt_text=text)
+    return model
+
+
+def _cache_key(prototxt, weights):
+    h = hashlib.sha1(FORMAT_VERSION.encode())
+    for path in (prototxt, weights):
+        st = os.stat(path)
+        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    name = os.path.splitext(os.path.basename(weights))[0]
+    return f"{name}-{h.hexdigest()[:12]}"
+
+
+def _atomic_save(model, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    onnx.save(model, tmp)
+    os.replace(tmp, path)
+
+
+def _plans_from_model(model, prototxt_text, info):
+    """Rebuild the Caffe layer plans of a converted model from its metadata and weights."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(prototxt_text)
+        tmp = f.name
+    try:
+        cnet = reader.load_caffe(tmp)
+    finally:
+        os.unlink(tmp)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    for layer in cnet.layers:
+        blobs, i = [], 0
+        while param_name(layer.name, i) in inits:
+            blobs.append(inits[param_name(layer.name, i)].astype(np.float32))
+            i += 1
+        layer.blobs = blobs
+    cnet.source = info.get("source", {})
+    return plan_layers(cnet)
+
+
+def _expose_all_tensors(model):
+    """Make every intermediate tensor of a foreign ONNX model a graph output."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    have = {o.name for o in model.graph.output}
+    typed = {v.name: v for v in inferred.graph.value_info}
+    for node in model.graph.node:
+        for out in node.output:
+            if out and out not in have:
+                vi = typed.get(out) or onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
+                if vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+                    continue
+                model.graph.output.append(vi)
+                have.add(out)
+    return model

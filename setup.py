@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="caffevis",
+    version="0.1.0",
+    description="Caffe-faithful Deep Visualization Toolbox and Zeiler & Fergus deconvnet on ONNX Runtime",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["caffevis", "caffevis.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.23",
+        "scipy>=1.9",
+        "onnxruntime-gpu>=1.17",
+        "onnx>=1.14",
+        "opencv-python>=4.7",
+        "h5py>=3.7",
+        "pyyaml>=6.0",
+        "protobuf>=4.21",
+        "tqdm>=4.64",
+        "dask[distributed]>=2023.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "bench": ["torch==2.13.0"],
+    },
+    entry_points={"console_scripts": ["caffevis=caffevis.cli:main"]},
+    include_package_data=True,
+)

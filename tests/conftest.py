@@ -1,0 +1,49 @@
+"""Shared test fixtures: the reference material in ../shared (skipped only outside CI)."""
+import os
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, "..", "shared")
+FIXTURES = os.path.join(SHARED, "fixtures", "caffe")
+CASES = ["lenet", "squeezenet_v1.0", "caffenet_small", "alexnet_small"]
+
+
+def shared_path(*parts):
+    """Path under ../shared; skip when it is absent (a user's clone), fail in CI."""
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing in CI")
+        pytest.skip(f"{path} not present (../shared is only beside the repo in CI)")
+    return path
+
+
+_nets = {}
+
+
+def fixture_net(case):
+    """The fixture's Net (converted once per test session)."""
+    from caffevis.net import Net
+
+    if case not in _nets:
+        d = shared_path("fixtures", "caffe", case)
+        _nets[case] = Net.from_caffe(os.path.join(d, "deploy.prototxt"), os.path.join(d, "weights.caffemodel"))
+    return _nets[case]
+
+
+def fixture_arrays(case, name):
+    path = shared_path("fixtures", "caffe", case, name)
+    return np.load(path) if path.endswith((".npz", ".npy")) else path
+
+
+def rel_err(got, ref):
+    scale = float(np.abs(ref).max()) or 1.0
+    return float(np.abs(np.asarray(got, np.float64) - ref).max()) / scale
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAFFEVIS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
