@@ -240,14 +240,15 @@ class Net:
         return result["input"]
 
     def gradient_session(self, blob, mode="backprop", lrn="derivative", start="last", params=False,
-                         params_as_inputs=False):
+                         params_as_inputs=False, loss=None):
         """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``."""
         from . import grad
 
-        key = (blob, mode, lrn, start, params, params_as_inputs)
+        key = (blob, mode, lrn, start, params, params_as_inputs, loss)
         if key not in self._grad_sessions:
             self._grad_sessions[key] = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start,
-                                                            params=params, params_as_inputs=params_as_inputs)
+                                                            params=params, params_as_inputs=params_as_inputs,
+                                                            loss=loss)
         return self._grad_sessions[key]
 
     # -- parameters ---------------------------------------------------------------

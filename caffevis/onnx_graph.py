@@ -22,29 +22,37 @@ class GraphBuilder:
     numerical checks with ``onnx.reference``).
     """
 
-    def __init__(self, dtype=np.float32):
+    def __init__(self, dtype=np.float32, names=()):
+        """``names``: tensor names the caller will assign itself (Caffe blob versions);
+        generated names never take them."""
         self.dtype = np.dtype(dtype)
+        self._protected = set(names)
         self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
         self._used = set()
+        self._pending = set()  # made by fresh(), not yet given to a node
         self._consts = {}
 
     def fresh(self, hint: str) -> str:
         name, i = hint, 1
-        while name in self._used:
+        while name in self._used or name in self._protected:
             i += 1
             name = f"{hint}_{i}"
         self._used.add(name)
+        self._pending.add(name)
         return name
 
     def reserve(self, name: str) -> str:
+        if name in self._pending:
+            self._pending.discard(name)
+            return name
+        self._protected.discard(name)
         if name in self._used:
             raise ValueError(f"tensor name {name!r} used twice")
         self._used.add(name)
         return name
 
-    def initializer(self, name: str, array, reserved=False) -> str:
-        if not reserved:
-            self.reserve(name)
+    def initializer(self, name: str, array) -> str:
+        self.reserve(name)
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
@@ -55,7 +63,7 @@ class GraphBuilder:
         key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 16 else None
         if key is not None and key in self._consts:
             return self._consts[key]
-        name = self.initializer(self.fresh(hint), arr, reserved=True)
+        name = self.initializer(self.fresh(hint), arr)
         if key is not None:
             self._consts[key] = name
         return name
@@ -71,7 +79,7 @@ class GraphBuilder:
         """
         if outputs is None:
             base = hint or op_type.lower()
-            outputs = [self.fresh(base if n_out == 1 else f"{base}:{i}") for i in range(n_out)]
+            outputs = [self.reserve(self.fresh(base if n_out == 1 else f"{base}:{i}")) for i in range(n_out)]
         else:
             outputs = [self.reserve(o) if o else o for o in outputs]
         self.nodes.append(helper.make_node(op_type, list(inputs), outputs,

@@ -251,7 +251,8 @@ def _fit_params(layer, expected, plan_name):
                 raise ModelError(f"layer '{plan_name}' ({layer.type}) blob {i}: caffemodel shape "
                                  f"{tuple(arr.shape)} does not fit the prototxt's {tuple(shape)}")
             arr = arr.reshape(shape)  # legacy num/channels/height/width storage
-        out.append(np.ascontiguousarray(arr, dtype=np.float32))
+        # float64 blobs stay float64 (numerical checks); caffemodels give float32
+        out.append(np.ascontiguousarray(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32))
     return out
 
 

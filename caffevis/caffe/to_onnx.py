@@ -138,7 +138,9 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
                           strides=list(a["stride"]), group=c)
             g.op("Mul", [summed, g.const(1.0 / ave_divisor(p)[None, None])], outputs=outs)
     elif t == "LRN":
-        if a["region"] == "across" and aux is None:
+        # ORT's LRN kernel equals Caffe's formula; the explicit form is used for gradients
+        # and for float64 graphs (onnx.reference's LRN differs when k != 1).
+        if a["region"] == "across" and aux is None and g.dtype == np.float32:
             g.op("LRN", [x], outputs=outs, size=a["local_size"], alpha=a["alpha"], beta=a["beta"], bias=a["k"])
         else:
             scale = lrn_scale(g, p, x)
@@ -269,10 +271,10 @@ def blob_order(cnet, plans):
 def convert(cnet, dtype=np.float32, prototxt_text: str = ""):
     """Convert a :class:`~caffevis.caffe.reader.CaffeNet` (with weights) to an ONNX model."""
     plans = plan_layers(cnet)
-    g = GraphBuilder(dtype)
+    reads, writes, _ = assign_versions(plans, cnet.inputs)
+    g = GraphBuilder(dtype, names=[v for ws in writes for v in ws])
     for name, shape in cnet.inputs.items():
         g.add_input(name, dynamic_shape(shape))
-    reads, writes, _ = assign_versions(plans, cnet.inputs)
     for p, ins, outs in zip(plans, reads, writes):
         names = [g.initializer(param_name(p.name, i), arr.astype(dtype)) for i, arr in enumerate(p.params)]
         emit_forward(g, p, ins, outs, names)

@@ -1,0 +1,31 @@
+"""caffevis backward MODEL --input data.npy --blob B --diff diff.npy --mode M --lrn L -o grad.npy"""
+from ..io import load_npy
+from .forward import add_model_args
+
+
+def register(sub):
+    p = sub.add_parser("backward", help="backprop / deconv / guided backprop from a blob to the input")
+    add_model_args(p)
+    p.add_argument("--input", required=True, help=".npy preprocessed input (N,C,H,W)")
+    p.add_argument("--blob", required=True, help="blob receiving the seed diff")
+    p.add_argument("--diff", required=True, help=".npy seed diff shaped like the blob")
+    p.add_argument("--mode", choices=("backprop", "deconv", "guided"), default="backprop")
+    p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative")
+    p.add_argument("--start", choices=("last", "layer"), default="last",
+                   help="seed the blob's final value (last) or the output of the layer named like it")
+    p.add_argument("--engine", choices=("onnx", "numpy"), default=None,
+                   help="gradient graph on ORT or NumPy deconvnet (default: numpy for deconv)")
+    p.add_argument("-o", "--output", required=True, help="output .npy (diff at the input)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import numpy as np
+
+    from ..net import Net
+
+    net = Net.load(args.model, force_cpu=args.cpu)
+    grad = net.backward(load_npy(args.input), args.blob, load_npy(args.diff), mode=args.mode, lrn=args.lrn,
+                        start=args.start, engine=args.engine)
+    np.save(args.output, grad)
+    print(f"wrote {args.output} {grad.shape}")

@@ -1,0 +1,28 @@
+"""caffevis export-grad MODEL --from BLOB -o grad.onnx"""
+from .forward import add_model_args
+
+
+def register(sub):
+    p = sub.add_parser("export-grad", help="write the gradient graph from a blob as a standalone ONNX model")
+    add_model_args(p)
+    p.add_argument("--from", dest="blob", required=True, help="blob receiving the seed")
+    p.add_argument("--mode", choices=("backprop", "deconv", "guided"), default="backprop")
+    p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative")
+    p.add_argument("--start", choices=("last", "layer"), default="last")
+    p.add_argument("--params", action="store_true", help="also output parameter gradients")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import onnx
+
+    from ..grad import build_gradient_model
+    from ..net import Net
+
+    net = Net.load(args.model, force_cpu=True)
+    model, outputs = build_gradient_model(net, args.blob, mode=args.mode, lrn=args.lrn, start=args.start,
+                                          params=args.params)
+    onnx.save(model, args.output)
+    print(f"wrote {args.output}: inputs {[i.name for i in model.graph.input if i.name in (net.input_name, 'seed')]}"
+          f" -> {len(outputs)} outputs ({outputs[0]}, ...)")

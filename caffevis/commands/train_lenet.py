@@ -1,0 +1,43 @@
+"""caffevis train-lenet [-o model_zoo/lenet] [--iterations 10000] [--seed 0]"""
+import os
+
+from ..net import REPO_ROOT
+
+DEFAULT_OUT = os.path.join(REPO_ROOT, "model_zoo", "lenet")
+
+
+def register(sub):
+    p = sub.add_parser("train-lenet", help="train Caffe's LeNet on MNIST (SGD + momentum, our gradient graphs)",
+                       description="Train Caffe's MNIST LeNet with Caffe's lenet_solver settings; write "
+                                   "lenet.prototxt, lenet.caffemodel, lenet.onnx and lenet_training.json.")
+    p.add_argument("-o", "--output", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--mnist", default=None, help="folder with the MNIST idx files (default: $CAFFEVIS_MNIST "
+                                                  "or ../shared/data/mnist)")
+    p.add_argument("--iterations", type=int, default=10000, help="SGD iterations (default: %(default)s, as Caffe)")
+    p.add_argument("--batch", type=int, default=64, help="minibatch size (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.01, help="base learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialization and data order")
+    p.add_argument("--test-interval", type=int, default=0,
+                   help="evaluate on the 10k test set every N iterations (default: only at the end)")
+    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training digits (0: all)")
+    p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from .. import mnist, train
+
+    settings = train.SolverSettings(base_lr=args.lr, batch=args.batch, max_iter=args.iterations, seed=args.seed,
+                                    test_interval=args.test_interval).validate()
+    images, labels = mnist.load("train", args.mnist)
+    if args.train_limit:
+        images, labels = images[:args.train_limit], labels[:args.train_limit]
+    test = mnist.load("test", args.mnist)
+    params, record = train.train(images, labels, settings, test=test, progress=not args.quiet,
+                                 force_cpu=args.cpu)
+    paths = train.save(params, args.output, record)
+    print(f"test accuracy {record['test_accuracy']:.4f} on {len(test[1])} MNIST test digits after "
+          f"{settings.max_iter} iterations ({record['train_seconds']} s)")
+    for key in ("prototxt", "caffemodel", "onnx", "record"):
+        print(f"wrote {paths[key]}")

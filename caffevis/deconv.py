@@ -1,0 +1,264 @@
+"""The NumPy backward engine: Zeiler & Fergus deconvnet, backprop and guided backprop.
+
+One walk down the Caffe layer list, using the forward values ONNX Runtime computed
+(every tensor version, see :meth:`caffevis.net.Net.forward_all`). The three modes
+share every rule except ReLU's (and LRN's, optionally):
+
+==========  ================================================  ===========================
+mode        ReLU                                              LRN
+==========  ================================================  ===========================
+backprop    ``dy * (x > 0)`` (``+ slope * dy * (x <= 0)``)    exact derivative
+deconv      ``max(dy, 0)``; the forward mask is ignored       derivative, or identity
+guided      ``dy * (x > 0) * (dy > 0)``                       derivative, or identity
+==========  ================================================  ===========================
+
+This is what the DeepVis toolbox's Caffe branch computes: its deconv changes only
+ReLU and (with ``deconv_ignore``) LRN; convolution, pooling (through the max
+switches, adding where windows overlap), inner product and the rest use Caffe's
+ordinary backward. The spatial kernels live in :mod:`caffevis.numpy_ops`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import numpy_ops as ops
+from .caffe.to_onnx import ave_divisor, broadcast_shape, pool_geometry
+from .errors import InputError
+
+MODES = ("backprop", "deconv", "guided")
+LRN_RULES = ("derivative", "identity")
+STARTS = ("last", "layer")
+
+
+def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start="last",
+                   blob_diffs=False, values=None):
+    """Propagate ``diff`` at ``blob`` down to the input with the NumPy rules.
+
+    Parameters
+    ----------
+    net : caffevis.net.Net
+        A net converted from Caffe (it has ``layers`` and ``versions``).
+    data : ndarray (N, C, H, W)
+        Preprocessed input.
+    blob : str
+        Blob the seed belongs to.
+    diff : ndarray
+        The seed, shaped like ``blob`` at batch N.
+    mode : {'deconv', 'backprop', 'guided'}
+        ReLU rule (see the module docstring).
+    lrn : {'derivative', 'identity'}
+        LRN rule in deconv and guided modes; backprop always uses the derivative.
+    start : {'last', 'layer'}
+        'last': the seed is the diff of the blob's final value (so a seed at ``conv5``
+        passes the in-place ``relu5`` first), like Caffe's backward from that blob.
+        'layer': the seed is the diff of the output of the layer named ``blob``; later
+        in-place layers are skipped (the DeepVis viewer's ``backward(start=blob)``).
+    blob_diffs : bool
+        Also return every blob's diff as Caffe's ``blob.diff`` would show it (the diff
+        of the blob's earliest version): the blobs touched by the layers the walk ran,
+        zeros where no signal arrived.
+    values : dict, optional
+        ``net.forward_all(data)`` when the caller already has it (saves the forward).
+
+    Returns
+    -------
+    ndarray shaped like ``data`` (float32), and a dict blob -> diff when ``blob_diffs``.
+    """
+    if mode not in MODES:
+        raise InputError(f"mode '{mode}': expected one of {', '.join(MODES)}")
+    if lrn not in LRN_RULES:
+        raise InputError(f"lrn '{lrn}': expected one of {', '.join(LRN_RULES)}")
+    if start not in STARTS:
+        raise InputError(f"start '{start}': expected one of {', '.join(STARTS)}")
+    data = net.check_input(data)
+    values = values if values is not None else net.forward_all(data)
+    reads, writes, final = net.versions
+    first, seed_version = _start_point(net, blob, start, writes, final)
+    seed = np.asarray(diff, dtype=np.float32)
+    if seed.shape != values[seed_version].shape:
+        raise InputError(f"diff for blob '{blob}' has shape {seed.shape}; expected {values[seed_version].shape}")
+    diffs = {seed_version: seed}
+    earliest = {}  # blob -> diff of its earliest version reached so far (Caffe's blob.diff)
+    for p in reversed(net.layers[:first + 1]):
+        tops = [diffs.pop(v, None) for v in writes[p.index]]
+        for name, d in zip(p.tops, tops):
+            earliest[name] = d
+        if all(d is None for d in tops) or not p.bottoms:
+            continue
+        ins = [values[v] for v in reads[p.index]]
+        outs = [values[v] for v in writes[p.index]]
+        bottoms = _layer_backward(p, ins, outs, tops, mode, lrn)
+        for v, d in zip(reads[p.index], bottoms):
+            if d is None:
+                continue
+            diffs[v] = d if v not in diffs else diffs[v] + d  # fan-out: consumers' diffs add up
+    result = diffs.get(net.input_name)
+    if result is None:
+        result = np.zeros_like(data)
+    result = np.ascontiguousarray(result, dtype=np.float32)
+    if not blob_diffs:
+        return result
+    earliest[net.input_name] = result
+    touched = {net.input_name}
+    for p in net.layers[:first + 1]:
+        touched.update(p.bottoms)
+        touched.update(p.tops)
+    per_blob = {}
+    for name in net.blob_names:
+        if name in touched:
+            d = earliest.get(name)
+            per_blob[name] = np.zeros_like(values[name]) if d is None else d
+    return result, per_blob
+
+
+def _start_point(net, blob, start, writes, final):
+    """Index of the first layer to run backward and the tensor version the seed is for."""
+    if blob == net.input_name:
+        return -1, blob
+    if start == "last":
+        if blob not in final:
+            raise InputError(f"unknown blob '{blob}' (blobs: {', '.join(net.blob_names)})")
+        version = final[blob]
+        for p in reversed(net.layers):
+            if version in writes[p.index]:
+                return p.index, version
+        raise InputError(f"blob '{blob}' is not written by any layer")
+    for p in net.layers:
+        if p.name == blob:
+            if blob not in p.tops:
+                raise InputError(f"start='layer': layer '{blob}' does not write a blob named '{blob}' "
+                                 f"(its tops: {', '.join(p.tops)}); use start='last'")
+            return p.index, writes[p.index][p.tops.index(blob)]
+    raise InputError(f"start='layer': no layer is named '{blob}' (layer names must equal blob names); "
+                     f"use start='last'")
+
+
+def _zeros_for(tops, outs):
+    """Top diffs with missing ones (no signal reached that top) as zeros."""
+    return [np.zeros(o.shape, np.float32) if d is None else d for d, o in zip(tops, outs)]
+
+
+def _layer_backward(p, ins, outs, tops, mode, lrn):
+    """Bottom diffs of layer ``p`` (one per bottom, None where nothing flows).
+
+    ``ins``/``outs`` are the forward values the layer read and wrote; ``tops`` its top
+    diffs (None where no signal arrived; single-top layers always have one).
+    """
+    t, a = p.type, p.attrs
+    x = ins[0]
+    if t in ("Split", "Concat"):
+        tops = _zeros_for(tops, outs)
+    dy = tops[0]
+    if t == "Convolution":
+        w = p.params[0]
+        return [ops.conv2d_transpose(dy, w, a["stride"], a["pad"], a["dilation"], a["group"], x.shape[2:])]
+    if t == "Deconvolution":
+        # the transpose of a transposed convolution is the convolution with the same filters
+        return [ops.conv2d(dy, p.params[0], a["stride"], a["pad"], a["dilation"], a["group"])]
+    if t == "Pooling":
+        return [_pool_backward(p, x, dy)]
+    if t == "LRN":
+        if lrn == "identity" and mode != "backprop":
+            return [dy]
+        return [ops.lrn_backward(x, dy, a["local_size"], a["alpha"], a["beta"], a["k"], a["region"])]
+    if t == "ReLU":
+        return [_relu_backward(x, dy, a["negative_slope"], mode)]
+    if t == "InnerProduct":
+        w = p.params[0]
+        flat = dy.reshape(-1, a["num_output"])
+        dx = flat @ (w.T if a["transpose"] else w)
+        return [dx.reshape(x.shape)]
+    if t in ("Flatten", "Reshape"):
+        return [dy.reshape(x.shape)]
+    if t in ("Dropout", "Split"):
+        total = tops[0]
+        for d in tops[1:]:
+            total = total + d
+        return [total]
+    if t == "Softmax":
+        y = outs[0].astype(np.float64)
+        dy64 = dy.astype(np.float64)
+        dx = (dy64 - np.sum(dy64 * y, axis=a["axis"], keepdims=True)) * y
+        return [dx.astype(np.float32)]
+    if t == "Concat":
+        return np.split(dy, np.cumsum([i.shape[a["axis"]] for i in ins])[:-1], axis=a["axis"])
+    if t == "Eltwise":
+        return _eltwise_backward(a, ins, dy)
+    return [_pointwise_backward(p, x, outs[0], dy)]
+
+
+def _relu_backward(x, dy, slope, mode):
+    if mode == "deconv":
+        return np.maximum(dy, 0)  # Zeiler & Fergus: rectify the signal; the negative slope is ignored
+    if mode == "guided":
+        return np.where((x > 0) & (dy > 0), dy, 0).astype(np.float32)
+    if slope:
+        return np.where(x > 0, dy, slope * dy).astype(np.float32)
+    return np.where(x > 0, dy, 0).astype(np.float32)
+
+
+def _pool_backward(p, x, dy):
+    a = p.attrs
+    (pad_h, pad_w), (end_h, end_w) = pool_geometry(p)
+    pads_h, pads_w = (pad_h, end_h), (pad_w, end_w)
+    in_hw = x.shape[2:]
+    if a["method"] == "max":
+        switch = ops.max_pool_switches(x, a["kernel"], a["stride"], pads_h, pads_w, dy.shape[2:])
+        return ops.max_pool_backward(dy, switch, a["kernel"], a["stride"], pads_h, pads_w, in_hw)
+    return ops.ave_pool_backward(dy, ave_divisor(p)[None, None], a["kernel"], a["stride"], pads_h, pads_w, in_hw)
+
+
+def _eltwise_backward(a, ins, dy):
+    if a["op"] == "sum":
+        return [dy if c == 1.0 else (c * dy).astype(np.float32) for c in a["coeff"]]
+    if a["op"] == "prod":
+        out = []
+        for i in range(len(ins)):
+            others = np.ones_like(dy)
+            for j, v in enumerate(ins):
+                if j != i:
+                    others = others * v
+            out.append(dy * others)
+        return out
+    # MAX with Caffe's switch rule: bottom 1 wins ties against bottom 0 (``a > b`` keeps
+    # bottom 0 only when strictly greater); a later bottom wins only when strictly greater.
+    winner = np.where(ins[0] > ins[1], 0, 1).astype(np.int16)
+    best = np.maximum(ins[0], ins[1])
+    for i, v in enumerate(ins[2:], start=2):
+        better = v > best
+        winner[better] = i
+        best = np.where(better, v, best)
+    return [np.where(winner == i, dy, 0).astype(np.float32) for i in range(len(ins))]
+
+
+def _pointwise_backward(p, x, y, dy):
+    """Layers whose diff is ``dy`` times a local derivative (Caffe's Backward_cpu)."""
+    t, a = p.type, p.attrs
+    if t == "PReLU":
+        slope = p.params[0].reshape(broadcast_shape(p.params[0].shape, 1, x.ndim))
+        return np.where(x > 0, dy, slope * dy).astype(np.float32)
+    if t == "ELU":
+        return np.where(x > 0, dy, dy * (a["alpha"] * np.exp(x.astype(np.float64)))).astype(np.float32)
+    if t == "Sigmoid":
+        return (dy * y * (1.0 - y)).astype(np.float32)
+    if t == "TanH":
+        return (dy * (1.0 - y * y)).astype(np.float32)
+    if t == "AbsVal":
+        return (dy * np.sign(x)).astype(np.float32)
+    if t == "Power":
+        power, scale, shift = a["power"], a["scale"], a["shift"]
+        if power == 0.0 or scale == 0.0:
+            return np.zeros_like(dy)
+        if power == 1.0:
+            return (dy * scale).astype(np.float32)
+        base = shift + scale * x.astype(np.float64)
+        return (dy * (power * scale) * base ** (power - 1.0)).astype(np.float32)
+    if t == "BatchNorm":
+        mean_var_factor = 0.0 if a["scale_factor"] == 0 else 1.0 / a["scale_factor"]
+        var = p.params[1].astype(np.float64) * mean_var_factor
+        inv_std = (var + a["eps"]) ** -0.5
+        return (dy * inv_std.reshape(broadcast_shape(var.shape, 1, x.ndim))).astype(np.float32)
+    if t == "Scale":
+        gamma = p.params[0].reshape(broadcast_shape(p.params[0].shape, a["axis"], x.ndim))
+        return (dy * gamma).astype(np.float32)
+    raise AssertionError(f"no backward rule for layer type {t}")  # layers.plan rejects others first

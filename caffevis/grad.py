@@ -1,0 +1,540 @@
+"""Exported gradient graphs: backprop, deconv and guided backprop as ONNX models.
+
+From a converted net and a start blob, :func:`build_gradient_model` writes ONE ONNX model
+made of standard operators only: it recomputes the forward pass of the layers below the
+start point and then applies each layer's vector-Jacobian product in reverse, so the
+same ORT session types (CUDA included) run it. Inputs: the net input and a seed diff at
+the start blob; outputs: the diff at the input, the diff of every blob below the seed,
+and (optionally) the parameter gradients.
+
+Caffe semantics kept on purpose:
+
+* max pooling routes each top diff to its forward argmax and *adds* where overlapping
+  windows share an argmax (MaxPool indices + ScatterElements(reduction='add'));
+* the seed at a blob written in place (``conv5`` by ``relu5``) is applied to the blob's
+  final value (``start='last'``, Caffe's backward from that blob) or to the output of the
+  layer named like the blob (``start='layer'``, as the DeepVis viewer and optimizer);
+* the ReLU rule selects backprop (forward mask), deconv (``max(diff, 0)``) or guided
+  (both); LRN uses its exact derivative or, outside backprop, passes the signal
+  (``lrn='identity'``, the Z&F paper).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+
+from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_sum, emit_forward,
+                            param_name, pool_geometry, spatial_window_sum)
+from .errors import InputError, ModelError
+from .onnx_graph import GraphBuilder
+from .runtime import make_session
+
+MODES = ("backprop", "deconv", "guided")
+LRN_RULES = ("derivative", "identity")
+STARTS = ("last", "layer")
+SEED = "seed"
+LABELS = "labels"
+
+
+def input_diff_name(name):
+    return f"diff:{name}"
+
+
+def param_grad_name(layer, i):
+    return f"grad:{param_name(layer, i)}"
+
+
+# -- seeds ---------------------------------------------------------------------------
+def unit_seed(shape, channel, y=None, x=None, dtype=np.float32):
+    """A diff with 1.0 at one unit in every image (spatial centre by default for conv blobs).
+
+    ``shape`` includes the batch; ``channel`` (and ``y``/``x``) may be per-image arrays.
+    """
+    seed = np.zeros(shape, dtype)
+    n = shape[0]
+    ch = np.broadcast_to(np.asarray(channel), (n,))
+    if len(shape) == 2:
+        seed[np.arange(n), ch] = 1.0
+        return seed
+    ys = np.broadcast_to(np.asarray(shape[2] // 2 if y is None else y), (n,))
+    xs = np.broadcast_to(np.asarray(shape[3] // 2 if x is None else x), (n,)) if len(shape) > 3 else None
+    if xs is None:
+        seed[np.arange(n), ch, ys] = 1.0
+    else:
+        seed[np.arange(n), ch, ys, xs] = 1.0
+    return seed
+
+
+def channel_map_seed(value, channel):
+    """The channel's own activation (map or scalar), zeros elsewhere: the viewer's seed."""
+    seed = np.zeros_like(value)
+    seed[:, channel] = value[:, channel]
+    return seed
+
+
+# -- graph construction ------------------------------------------------------------------
+class _Ctx:
+    def __init__(self, g, mode, lrn, want_params):
+        self.g, self.mode, self.lrn, self.want_params = g, mode, lrn, want_params
+
+
+def resolve_start(plans, input_name, blob, start):
+    """Index of the layer whose output receives the seed, and that tensor version's name."""
+    reads, writes, final = assign_versions(plans, [input_name])
+    if blob == input_name:
+        return -1, input_name
+    writers = [p.index for p in plans if blob in p.tops]
+    if not writers:
+        raise InputError(f"unknown blob '{blob}'")
+    if start == "last":
+        idx = writers[-1]
+    else:
+        named = [i for i in writers if plans[i].name == blob]
+        # Caffe's backward(start=name) begins at the layer of that name; nets whose layer
+        # names differ from blob names start at the blob's producing (non-in-place) layer.
+        idx = named[0] if named else writers[0]
+    return idx, writes[idx][plans[idx].tops.index(blob)]
+
+
+def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", start="last",
+                         params=False, params_as_inputs=False, loss=None, dtype=np.float32,
+                         input_name="data", input_shape=None):
+    """Build the backward ONNX model for seeds at ``blob``; returns (model, output names).
+
+    ``loss='softmax'`` replaces the seed input by integer ``labels`` and seeds the blob
+    with Caffe's SoftmaxWithLoss gradient ``(softmax(z) - onehot) / N`` (for training);
+    the loss and the blob value are then outputs too.
+    """
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got '{mode}'")
+    if lrn not in LRN_RULES:
+        raise InputError(f"lrn must be one of {LRN_RULES}, got '{lrn}'")
+    if start not in STARTS:
+        raise InputError(f"start must be one of {STARTS}, got '{start}'")
+    if hasattr(net_or_plans, "layers"):
+        plans, input_name, input_shape = net_or_plans.layers, net_or_plans.input_name, net_or_plans.input_shape
+    else:
+        plans = net_or_plans
+    reads, writes, _ = assign_versions(plans, [input_name])
+    start_idx, target = resolve_start(plans, input_name, blob, start)
+
+    # Layers on a path from the input to the seeded tensor.
+    needed, on_path = {target}, []
+    for idx in range(start_idx, -1, -1):
+        if any(w in needed for w in writes[idx]):
+            on_path.append(idx)
+            needed.update(reads[idx])
+    on_path.reverse()
+
+    g = GraphBuilder(dtype, names=[v for ws in writes for v in ws])
+    g.add_input(input_name, ["N"] + list(input_shape[1:]))
+    version_blob = {input_name: input_name}
+    pnames, aux = {}, {}
+    for idx in on_path:
+        p = plans[idx]
+        names = []
+        for i, arr in enumerate(p.params):
+            name = param_name(p.name, i)
+            g.initializer(name, arr.astype(dtype))
+            if params_as_inputs:
+                g.inputs.append(onnx.helper.make_tensor_value_info(
+                    name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(arr.shape)))
+            names.append(name)
+        pnames[idx] = names
+        aux[idx] = {}
+        emit_forward(g, p, reads[idx], writes[idx], names, aux=aux[idx])
+        for t, v in zip(p.tops, writes[idx]):
+            version_blob[v] = t
+
+    target_shape = plans[start_idx].top_shapes[plans[start_idx].tops.index(blob)] if start_idx >= 0 \
+        else tuple(input_shape)
+    outputs = []
+    if loss == "softmax":
+        g.add_input(LABELS, ["N"], np.int64)
+        seed = _softmax_loss_seed(g, target, target_shape)
+        outputs += ["loss", "output"]
+        g.op("Identity", [target], outputs=["output"])
+    elif loss is None:
+        seed = g.add_input(SEED, ["N"] + list(target_shape[1:]))
+    else:
+        raise InputError(f"unknown loss '{loss}' (supported: softmax)")
+
+    ctx = _Ctx(g, mode, lrn, params)
+    diffs = {target: seed}
+    grads = {}
+    for idx in reversed(on_path):
+        p = plans[idx]
+        dtops = [diffs.get(w) for w in writes[idx]]
+        if all(d is None for d in dtops):
+            continue
+        dins, dparams = VJP[p.type](ctx, p, reads[idx], writes[idx], dtops, aux[idx], pnames[idx])
+        for name, d in zip(reads[idx], dins):
+            if d is None:
+                continue
+            diffs[name] = d if name not in diffs else g.op("Add", [diffs[name], d], "acc")
+        if params:
+            for i, d in enumerate(dparams or []):
+                if d is not None:
+                    grads[(p.name, i)] = d
+
+    # The input diff (zeros when the seed does not reach the input).
+    dx = diffs.get(input_name) or g.op("Mul", [input_name, g.const(0.0)], "zero_input")
+    out_in = input_diff_name(input_name)
+    g.op("Identity", [dx], outputs=[out_in])
+    outputs.append(out_in)
+    # Each blob's diff as Caffe leaves it: in-place layers share one diff buffer, so it is
+    # the diff of the blob's earliest version that received one.
+    seen = {input_name}
+    for idx in on_path:
+        for v in writes[idx]:
+            b = version_blob[v]
+            if b in seen or v not in diffs:
+                continue
+            seen.add(b)
+            g.op("Identity", [diffs[v]], outputs=[input_diff_name(b)])
+            outputs.append(input_diff_name(b))
+    for (layer, i), d in grads.items():
+        g.op("Identity", [d], outputs=[param_grad_name(layer, i)])
+        outputs.append(param_grad_name(layer, i))
+    for name in outputs:
+        g.add_output(name, None, np.int64 if False else None)
+    meta = {"caffevis_gradient": f"blob={blob} mode={mode} lrn={lrn} start={start} loss={loss}"}
+    return g.model(f"grad_{blob}", meta), outputs
+
+
+def _softmax_loss_seed(g, z, shape):
+    flat = g.op("Flatten", [z], "loss_flat", axis=1)
+    k = int(np.prod(shape[1:]))
+    prob = g.op("Softmax", [flat], "loss_prob", axis=1)
+    onehot = g.op("OneHot", [g.op("Reshape", [LABELS, g.ints([-1])], "labels_flat"), g.ints([k]),
+                             g.const([0.0, 1.0])], "onehot", axis=-1)
+    n = g.op("Cast", [g.op("Shape", [z], "n_shape", start=0, end=1)], "n_float", to=onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+    logp = g.op("LogSoftmax", [flat], "loss_logp", axis=1)
+    nll = g.op("Neg", [g.op("ReduceSum", [g.op("Mul", [onehot, logp], "nll_terms"), g.ints([1])], "nll", keepdims=0)])
+    g.op("ReduceMean", [nll], outputs=["loss"], keepdims=0)
+    seed = g.op("Div", [g.op("Sub", [prob, onehot], "loss_diff"), n], "loss_seed")
+    return g.op("Reshape", [seed, g.op("Shape", [z], "z_shape")], "loss_seed_r")
+
+
+# -- vector-Jacobian products, one per Caffe layer type -------------------------------
+def _mask(g, cond):
+    return g.op("Cast", [cond], "mask", to=onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+
+
+def _relu_rule(ctx, dy, x, slope=0.0):
+    g = ctx.g
+    if ctx.mode == "deconv":
+        return g.op("Relu", [dy], "deconv_relu")
+    positive = _mask(g, g.op("Greater", [x, g.const(0.0)], "pos"))
+    if ctx.mode == "guided":
+        return g.op("Mul", [g.op("Relu", [dy], "guided_relu"), positive], "guided")
+    if slope:
+        factor = g.op("Add", [g.op("Mul", [positive, g.const(1.0 - slope)], "leak"), g.const(slope)], "leak_f")
+        return g.op("Mul", [dy, factor], "relu_grad")
+    return g.op("Mul", [dy, positive], "relu_grad")
+
+
+def _conv_weight_grad(g, inp, dout, a, transposed):
+    """dW by a convolution of the input with the output diff, batch as channels."""
+    (ph, pw), (sh, sw), (dh, dw), (kh, kw), groups = a["pad"], a["stride"], a["dilation"], a["kernel"], a["group"]
+    if transposed:  # ConvTranspose: the roles of input and output swap
+        inp, dout = dout, inp
+    xs = g.op("Split", [inp, g.ints([0])], n_out=groups, axis=1, hint="wg_x") if groups > 1 else [inp]
+    ds = g.op("Split", [dout, g.ints([0])], n_out=groups, axis=1, hint="wg_d") if groups > 1 else [dout]
+    if groups > 1:  # equal split: drop the split-sizes input
+        xs = _equal_split(g, inp, groups)
+        ds = _equal_split(g, dout, groups)
+    parts = []
+    for x, d in zip(xs, ds):
+        xt = g.op("Transpose", [x], "wg_xt", perm=[1, 0, 2, 3])
+        dt = g.op("Transpose", [d], "wg_dt", perm=[1, 0, 2, 3])
+        r = g.op("Conv", [xt, dt], "wg_conv", pads=[ph, pw, ph, pw], strides=[dh, dw], dilations=[sh, sw])
+        r = g.op("Slice", [r, g.ints([0, 0]), g.ints([kh, kw]), g.ints([2, 3])], "wg_crop")
+        parts.append(g.op("Transpose", [r], "wg_w", perm=[1, 0, 2, 3]))
+    w = parts[0] if groups == 1 else g.op("Concat", parts, "wg_cat", axis=0)
+    return w
+
+
+def _equal_split(g, x, n):
+    outs = [g.fresh("split") for _ in range(n)]
+    g.op("Split", [x], outputs=outs, axis=1, num_outputs=n) if False else None
+    g.nodes.append(onnx.helper.make_node("Split", [x], outs, axis=1, name=g.fresh("node:Split")))
+    return outs
+
+
+def _vjp_conv(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy = ctx.g, p.attrs, dtops[0]
+    (h, w), (oh, ow) = p.bottom_shapes[0][2:], p.top_shapes[0][2:]
+    kw_ = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), dilations=list(a["dilation"]),
+               pads=list(a["pad"]) * 2, group=a["group"])
+    if p.type == "Convolution":
+        ext = [d * (k - 1) + 1 for d, k in zip(a["dilation"], a["kernel"])]
+        rem = [(sz + 2 * pd - e) % s for sz, pd, e, s in zip((h, w), a["pad"], ext, a["stride"])]
+        dx = g.op("ConvTranspose", [dy, params[0]], "conv_dx", output_padding=rem, **kw_)
+    else:
+        dx = g.op("Conv", [dy, params[0]], "deconv_dx", **kw_)
+    dparams = None
+    if ctx.want_params:
+        dparams = [_conv_weight_grad(g, ins[0], dy, a, p.type == "Deconvolution")]
+        if a["bias_term"]:
+            dparams.append(g.op("ReduceSum", [dy, g.ints([0, 2, 3])], "conv_db", keepdims=0))
+    return [dx], dparams
+
+
+def _vjp_pool(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy = ctx.g, p.attrs, dtops[0]
+    begin, end = pool_geometry(p)
+    h, w = p.bottom_shapes[0][2:]
+    padded = aux["padded"]
+    if a["method"] == "max":
+        shape = g.op("Shape", [padded], "pool_shape")
+        zeros = g.op("ConstantOfShape", [g.op("Shape", [g.op("Reshape", [padded, g.ints([-1])], "pool_flat")])],
+                     "pool_zeros", value=onnx.numpy_helper.from_array(np.zeros(1, g.dtype)))
+        scattered = g.op("ScatterElements", [zeros, g.op("Reshape", [aux["indices"], g.ints([-1])], "idx_flat"),
+                                             g.op("Reshape", [dy, g.ints([-1])], "dy_flat")],
+                         "unpool", axis=0, reduction="add")
+        dpad = g.op("Reshape", [scattered, shape], "unpool_r")
+    else:
+        c = p.bottom_shapes[0][1]
+        (kh, kw), (sh, sw) = a["kernel"], a["stride"]
+        (oh, ow) = p.top_shapes[0][2:]
+        hp, wp = h + begin[0] + end[0], w + begin[1] + end[1]
+        scaled = g.op("Mul", [dy, g.const(1.0 / ave_divisor(p)[None, None])], "ave_dy")
+        dpad = g.op("ConvTranspose", [scaled, g.const(np.ones((c, 1, kh, kw)), hint="ones_kernel")], "ave_dx",
+                    strides=[sh, sw], group=c, output_padding=[hp - (sh * (oh - 1) + kh), wp - (sw * (ow - 1) + kw)])
+    if any(begin) or any(end):
+        dpad = g.op("Slice", [dpad, g.ints([begin[0], begin[1]]), g.ints([begin[0] + h, begin[1] + w]),
+                              g.ints([2, 3])], "unpad")
+    return [dpad], None
+
+
+def _vjp_lrn(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy = ctx.g, p.attrs, dtops[0]
+    if ctx.mode != "backprop" and ctx.lrn == "identity":
+        return [dy], None
+    x, y, scale = ins[0], outs[0], aux["scale"]
+    t = g.op("Div", [g.op("Mul", [dy, y], "lrn_dyy"), scale], "lrn_t")
+    if a["region"] == "across":
+        s, n_eff = channel_window_sum(g, t, p.bottom_shapes[0], a["local_size"]), a["local_size"]
+    else:
+        s, n_eff = spatial_window_sum(g, t, p.bottom_shapes[0][1], a["local_size"]), a["local_size"] ** 2
+    first = g.op("Mul", [dy, g.op("Pow", [scale, g.const(-a["beta"])], "lrn_pw")], "lrn_d1")
+    second = g.op("Mul", [g.op("Mul", [x, s], "lrn_xs"), g.const(2.0 * a["alpha"] * a["beta"] / n_eff)], "lrn_d2")
+    return [g.op("Sub", [first, second], "lrn_dx")], None
+
+
+def _vjp_relu(ctx, p, ins, outs, dtops, aux, params):
+    return [_relu_rule(ctx, dtops[0], ins[0], p.attrs["negative_slope"])], None
+
+
+def _vjp_prelu(ctx, p, ins, outs, dtops, aux, params):
+    g, x, dy = ctx.g, ins[0], dtops[0]
+    nd = len(p.bottom_shapes[0])
+    shape = tuple(p.params[0].shape) + (1,) * (nd - 2) if not p.attrs["channel_shared"] else (1,)
+    slope = g.op("Reshape", [params[0], g.ints(shape)], "prelu_s")
+    pos = _mask(g, g.op("Greater", [x, g.const(0.0)], "pos"))
+    neg = g.op("Sub", [g.const(1.0), pos], "neg")
+    dx = g.op("Mul", [dy, g.op("Add", [pos, g.op("Mul", [neg, slope], "neg_s")], "prelu_f")], "prelu_dx")
+    dparams = None
+    if ctx.want_params:
+        terms = g.op("Mul", [g.op("Mul", [dy, x], "dyx"), neg], "prelu_terms")
+        axes = [0] + list(range(2, nd)) if not p.attrs["channel_shared"] else list(range(nd))
+        da = g.op("ReduceSum", [terms, g.ints(axes)], "prelu_da", keepdims=0)
+        dparams = [g.op("Reshape", [da, g.ints(p.params[0].shape)], "prelu_da_r")]
+    return [dx], dparams
+
+
+def _vjp_elementwise(ctx, p, ins, outs, dtops, aux, params):
+    g, t, a, dy = ctx.g, p.type, p.attrs, dtops[0]
+    x, y = ins[0], outs[0]
+    if t == "ELU":
+        pos = _mask(g, g.op("Greater", [x, g.const(0.0)], "pos"))
+        neg_d = g.op("Add", [y, g.const(a["alpha"])], "elu_neg")
+        f = g.op("Add", [pos, g.op("Mul", [g.op("Sub", [g.const(1.0), pos], "neg"), neg_d], "elu_nf")], "elu_f")
+        return [g.op("Mul", [dy, f], "elu_dx")], None
+    if t == "Sigmoid":
+        return [g.op("Mul", [dy, g.op("Mul", [y, g.op("Sub", [g.const(1.0), y], "1my")], "sig_d")], "sig_dx")], None
+    if t == "TanH":
+        return [g.op("Mul", [dy, g.op("Sub", [g.const(1.0), g.op("Mul", [y, y], "y2")], "tanh_d")], "tanh_dx")], None
+    if t == "AbsVal":
+        return [g.op("Mul", [dy, g.op("Sign", [x], "sign")], "abs_dx")], None
+    if t == "Power":
+        power, scale, shift = a["power"], a["scale"], a["shift"]
+        if power == 0:
+            return [g.op("Mul", [dy, g.const(0.0)], "pow_dx0")], None
+        if power == 1:
+            return [g.op("Mul", [dy, g.const(scale)], "pow_dx1")], None
+        base = g.op("Add", [g.op("Mul", [x, g.const(scale)], "pow_sx"), g.const(shift)], "pow_base")
+        d = g.op("Mul", [g.op("Pow", [base, g.const(power - 1.0)], "pow_p"), g.const(power * scale)], "pow_d")
+        return [g.op("Mul", [dy, d], "pow_dx")], None
+    raise AssertionError(t)
+
+
+def _vjp_ip(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy, x = ctx.g, p.attrs, dtops[0], ins[0]
+    dy2 = g.op("Reshape", [dy, g.ints([-1, a["num_output"]])], "ip_dy")
+    w = params[0]
+    dxf = g.op("MatMul", [dy2, g.op("Transpose", [w], "ip_wt") if a["transpose"] else w], "ip_dxf")
+    dx = g.op("Reshape", [dxf, g.op("Shape", [x], "ip_xshape")], "ip_dx")
+    dparams = None
+    if ctx.want_params:
+        xf = g.op("Flatten", [x], "ip_xf", axis=a["axis"])
+        if a["transpose"]:
+            dw = g.op("MatMul", [g.op("Transpose", [xf], "ip_xft"), dy2], "ip_dw")
+        else:
+            dw = g.op("MatMul", [g.op("Transpose", [dy2], "ip_dyt"), xf], "ip_dw")
+        dparams = [dw]
+        if a["bias_term"]:
+            dparams.append(g.op("ReduceSum", [dy2, g.ints([0])], "ip_db", keepdims=0))
+    return [dx], dparams
+
+
+def _vjp_reshape(ctx, p, ins, outs, dtops, aux, params):
+    g = ctx.g
+    return [g.op("Reshape", [dtops[0], g.op("Shape", [ins[0]], "x_shape")], "unflatten")], None
+
+
+def _vjp_softmax(ctx, p, ins, outs, dtops, aux, params):
+    g, dy, y = ctx.g, dtops[0], outs[0]
+    dot = g.op("ReduceSum", [g.op("Mul", [dy, y], "sm_dyy"), g.ints([p.attrs["axis"]])], "sm_dot", keepdims=1)
+    return [g.op("Mul", [y, g.op("Sub", [dy, dot], "sm_sub")], "sm_dx")], None
+
+
+def _vjp_concat(ctx, p, ins, outs, dtops, aux, params):
+    g = ctx.g
+    parts = [g.fresh("concat_dx") for _ in ins]
+    g.nodes.append(onnx.helper.make_node("Split", [dtops[0], g.ints(p.attrs["sizes"])], parts,
+                                         axis=p.attrs["axis"], name=g.fresh("node:concat_split")))
+    return parts, None
+
+
+def _vjp_eltwise(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy = ctx.g, p.attrs, dtops[0]
+    if a["op"] == "sum":
+        return [dy if c == 1.0 else g.op("Mul", [dy, g.const(c)], "elt_dc") for c in a["coeff"]], None
+    if a["op"] == "prod":
+        dins = []
+        for i in range(len(ins)):
+            others = [x for j, x in enumerate(ins) if j != i]
+            prod = others[0]
+            for o in others[1:]:
+                prod = g.op("Mul", [prod, o], "elt_others")
+            dins.append(g.op("Mul", [dy, prod], "elt_dprod"))
+        return dins, None
+    # MAX: Caffe keeps bottom 1 on a tie with bottom 0, and the earlier bottom on later ties.
+    sel = g.op("Where", [g.op("Greater", [ins[0], ins[1]], "gt"), g.const(0.0), g.const(1.0)], "elt_sel")
+    cur = g.op("Max", [ins[0], ins[1]], "elt_cur")
+    for i in range(2, len(ins)):
+        better = g.op("Greater", [ins[i], cur], "gt")
+        sel = g.op("Where", [better, g.const(float(i)), sel], "elt_sel")
+        cur = g.op("Where", [better, ins[i], cur], "elt_cur")
+    return [g.op("Mul", [dy, _mask(g, g.op("Equal", [sel, g.const(float(i))], "is_sel"))], "elt_dmax")
+            for i in range(len(ins))], None
+
+
+def _vjp_split(ctx, p, ins, outs, dtops, aux, params):
+    g = ctx.g
+    present = [d for d in dtops if d is not None]
+    return [present[0] if len(present) == 1 else g.op("Sum", present, "split_sum")], None
+
+
+def _vjp_identity(ctx, p, ins, outs, dtops, aux, params):
+    return [dtops[0]], None
+
+
+def _vjp_batchnorm(ctx, p, ins, outs, dtops, aux, params):
+    return [ctx.g.op("Mul", [dtops[0], aux["inv_std"]], "bn_dx")], None
+
+
+def _vjp_scale(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy, x = ctx.g, p.attrs, dtops[0], ins[0]
+    nd = len(p.bottom_shapes[0])
+    shape = tuple(p.params[0].shape) + (1,) * (nd - a["axis"] - a["num_axes"])
+    gamma = g.op("Reshape", [params[0], g.ints(shape)], "scale_g")
+    dparams = None
+    if ctx.want_params:
+        axes = [i for i in range(nd) if not a["axis"] <= i < a["axis"] + a["num_axes"]]
+        dg = g.op("ReduceSum", [g.op("Mul", [dy, x], "dyx"), g.ints(axes)], "scale_dg", keepdims=0)
+        dparams = [dg]
+        if a["bias_term"]:
+            dparams.append(g.op("ReduceSum", [dy, g.ints(axes)], "scale_db", keepdims=0))
+    return [g.op("Mul", [dy, gamma], "scale_dx")], dparams
+
+
+VJP = {
+    "Convolution": _vjp_conv, "Deconvolution": _vjp_conv, "Pooling": _vjp_pool, "LRN": _vjp_lrn,
+    "ReLU": _vjp_relu, "PReLU": _vjp_prelu, "ELU": _vjp_elementwise, "Sigmoid": _vjp_elementwise,
+    "TanH": _vjp_elementwise, "AbsVal": _vjp_elementwise, "Power": _vjp_elementwise,
+    "InnerProduct": _vjp_ip, "Flatten": _vjp_reshape, "Reshape": _vjp_reshape, "Softmax": _vjp_softmax,
+    "Concat": _vjp_concat, "Eltwise": _vjp_eltwise, "Split": _vjp_split, "Dropout": _vjp_identity,
+    "BatchNorm": _vjp_batchnorm, "Scale": _vjp_scale,
+}
+
+
+# -- sessions --------------------------------------------------------------------------
+class GradientSession:
+    """A cached ORT session running one gradient model (see :func:`build_gradient_model`).
+
+    ``run(data, seed, params=None)`` returns a dict with ``'input'`` (diff at the input),
+    ``'blobs'`` (blob -> diff for blobs below the seed), ``'params'`` (layer -> list of
+    gradients, when built with ``params=True``) and, for ``loss='softmax'`` (where
+    ``seed`` is the integer labels), ``'loss'`` and ``'output'``.
+    """
+
+    def __init__(self, net, blob, mode="backprop", lrn="derivative", start="last", params=False,
+                 params_as_inputs=False, loss=None):
+        self.net, self.blob, self.loss = net, blob, loss
+        self.model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss)
+        self.session = make_session(self.model.SerializeToString(), net.force_cpu)
+        self.param_inputs = {i.name for i in self.model.graph.input} - {net.input_name, SEED, LABELS}
+
+    def run(self, data, seed, params=None):
+        feeds = {self.net.input_name: np.ascontiguousarray(data, np.float32)}
+        if self.loss:
+            feeds[LABELS] = np.asarray(seed, np.int64).reshape(-1)
+        else:
+            feeds[SEED] = np.ascontiguousarray(seed, np.float32)
+        for layer, arrays in (params or {}).items():
+            for i, arr in enumerate(arrays):
+                name = param_name(layer, i)
+                if name in self.param_inputs:
+                    feeds[name] = np.ascontiguousarray(arr, np.float32)
+        values = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        result = {"input": values.pop(input_diff_name(self.net.input_name)), "blobs": {}, "params": {}}
+        for name, value in values.items():
+            if name.startswith("diff:"):
+                result["blobs"][name[5:]] = value
+            elif name.startswith("grad:"):
+                layer, i = name[5:].rsplit("/param", 1)
+                result["params"].setdefault(layer, {})[int(i)] = value
+            else:
+                result[name] = value
+        result["params"] = {k: [v[i] for i in sorted(v)] for k, v in result["params"].items()}
+        return result
+
+
+def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss):
+    """Build the gradient model, reusing a copy saved on disk for the same weights."""
+    source = getattr(net, "info", {}).get("source", {})
+    key = source.get("weights_sha1")
+    path = None
+    if key and not params_as_inputs:
+        safe = "".join(c if c.isalnum() else "_" for c in blob)
+        tag = f"{safe}-{mode}-{lrn}-{start}-{int(bool(params))}-{loss or 'seed'}"
+        path = os.path.join(net.cache_dir, f"{net.name}-{key[:12]}", "grad", f"{tag}.onnx")
+        if os.path.isfile(path):
+            try:
+                model = onnx.load(path)
+                return model, [o.name for o in model.graph.output]
+            except Exception:
+                pass  # rebuilt below
+    model, outputs = build_gradient_model(net, blob, mode=mode, lrn=lrn, start=start, params=params,
+                                          params_as_inputs=params_as_inputs, loss=loss)
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    return model, outputs
