@@ -82,6 +82,9 @@ class Net:
             self.input_shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
             self.blob_names = [self.input_name] + [o.name for o in model.graph.output]
             self.blob_shapes = {}
+        dims = graph_inputs[0].type.tensor_type.shape.dim
+        # models exported with a fixed batch (many zoo models) run in chunks of that size
+        self._fixed_batch = dims[0].dim_value if len(dims) and dims[0].dim_value > 0 else None
         self._session = make_session(model.SerializeToString(), force_cpu)
         self._outputs = [o.name for o in self._session.get_outputs()]
         if not self.blob_shapes:
@@ -174,7 +177,7 @@ class Net:
         unknown = [b for b in names if b not in self._outputs]
         if unknown:
             raise InputError(f"unknown blob '{unknown[0]}' (blobs: {', '.join(self.blob_names)})")
-        values = self._session.run(names, {self.input_name: data})
+        values = self._run(names, data)
         out = OrderedDict()
         for b in blobs or self.blob_names:
             out[b] = data if b == self.input_name else values[names.index(b)]
@@ -184,10 +187,18 @@ class Net:
         """Every tensor version: the blobs plus ``blob@layer`` values later overwritten
         by in-place layers (what each layer actually read)."""
         data = self.check_input(data)
-        values = self._session.run(self._outputs, {self.input_name: data})
-        out = dict(zip(self._outputs, values))
+        out = dict(zip(self._outputs, self._run(self._outputs, data)))
         out[self.input_name] = data
         return out
+
+    def _run(self, names, data):
+        if self._fixed_batch and data.shape[0] != self._fixed_batch:
+            k = self._fixed_batch
+            if data.shape[0] % k:
+                raise InputError(f"this model takes batches of exactly {k}; got {data.shape[0]} images")
+            parts = [self._session.run(names, {self.input_name: data[i:i + k]}) for i in range(0, len(data), k)]
+            return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
+        return self._session.run(names, {self.input_name: data})
 
     # -- backward -----------------------------------------------------------------
     def backward(self, data, blob, diff, mode="backprop", lrn="derivative", start="last",
@@ -267,10 +278,7 @@ class Net:
 
 def convert_caffe(prototxt: str, weights: str, dtype=np.float32):
     """Read and convert a Caffe model to an ONNX ``ModelProto`` (metadata included)."""
-    cnet = reader.load_caffe(prototxt, weights)
-    with open(prototxt, "r", encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    model, _ = convert(cnet, dtype=dtype, prototxt_text=text)
+    model, _ = convert(reader.load_caffe(prototxt, weights), dtype=dtype)
     return model
 
 

@@ -233,11 +233,28 @@ def dynamic_shape(shape):
     return ["N"] + list(shape[1:])
 
 
-def caffe_metadata(cnet, plans, blob_order, prototxt_text, dtype):
+def deploy_text(cnet) -> str:
+    """The net as a V2 deploy prototxt (inputs as input/input_shape; V1 layers upgraded)."""
+    from google.protobuf import text_format
+
+    from . import schema
+
+    net = schema.NetParameter(name=cnet.name)
+    for name, shape in cnet.inputs.items():
+        net.input.append(name)
+        net.input_shape.add().dim.extend(shape)
+    for layer in cnet.layers:
+        lp = net.layer.add()
+        lp.CopyFrom(layer.proto)
+        del lp.blobs[:]
+    return text_format.MessageToString(net)
+
+
+def caffe_metadata(cnet, plans, blob_order, dtype):
     """What Net needs to rebuild the Caffe view of a converted model."""
     return {
         "caffevis_format": FORMAT_VERSION,
-        "caffevis_prototxt": prototxt_text,
+        "caffevis_prototxt": deploy_text(cnet),
         "caffevis_info": json.dumps({
             "name": cnet.name,
             "inputs": {k: list(v) for k, v in cnet.inputs.items()},
@@ -268,7 +285,7 @@ def blob_order(cnet, plans):
     return order
 
 
-def convert(cnet, dtype=np.float32, prototxt_text: str = ""):
+def convert(cnet, dtype=np.float32):
     """Convert a :class:`~caffevis.caffe.reader.CaffeNet` (with weights) to an ONNX model."""
     plans = plan_layers(cnet)
     reads, writes, _ = assign_versions(plans, cnet.inputs)
@@ -281,5 +298,5 @@ def convert(cnet, dtype=np.float32, prototxt_text: str = ""):
         for o, s in zip(outs, p.top_shapes):
             g.add_output(o, dynamic_shape(s))
     order = blob_order(cnet, plans)
-    meta = caffe_metadata(cnet, plans, order, prototxt_text, dtype)
+    meta = caffe_metadata(cnet, plans, order, dtype)
     return g.model(cnet.name, meta), plans

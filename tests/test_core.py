@@ -1,0 +1,201 @@
+"""Caffe import and forward: real-Caffe fixtures, layer semantics, CLI, bad inputs."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+import caffe_loops
+from caffevis.caffe.fillers import fill_weights
+from caffevis.caffe.reader import load_caffe
+from caffevis.caffe.to_onnx import convert
+from caffevis.errors import InputError, ModelError
+from caffevis.net import Net
+
+from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
+
+ZOO = os.path.join(REPO, "tests", "data", "zoo_net.prototxt")
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "caffevis", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_blob_matches_caffe(case):
+    net = fixture_net(case)
+    ref = fixture_arrays(case, "blobs.npz")
+    blobs = net.forward(fixture_arrays(case, "input.npy"))
+    assert list(ref.keys()) == [b for b in net.blob_names if b in ref]
+    errs = {name: rel_err(blobs[name], ref[name]) for name in ref.keys()}
+    worst = max(errs, key=errs.get)
+    print(f"\n{case}: {len(errs)} blobs, worst {errs[worst]:.2e} at '{worst}'")
+    assert errs[worst] <= 1e-5, (worst, errs[worst])
+    assert set(ref.keys()) <= set(net.blob_names)
+
+
+def test_in_place_blob_holds_post_relu_value():
+    net = fixture_net("caffenet_small")
+    blobs = net.forward_all(fixture_arrays("caffenet_small", "input.npy"))
+    assert blobs["conv1"].min() == 0 and blobs["conv1@conv1"].min() < 0  # relu1 wrote conv1 in place
+    np.testing.assert_array_equal(blobs["conv1"], np.maximum(blobs["conv1@conv1"], 0))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_layer_semantics_match_caffe_loops(batch):
+    """Every supported layer type against a literal loop transcription of Caffe's CPU code."""
+    cnet = fill_weights(load_caffe(ZOO), seed=4, kind="he")
+    for layer in cnet.layers:
+        if layer.type == "BatchNorm":
+            c = layer.blobs[0].shape[0]
+            layer.blobs = [np.linspace(-1, 1, c, dtype=np.float32), np.linspace(0.5, 2, c, dtype=np.float32),
+                           np.array([2.0], np.float32)]
+    model, plans = convert(cnet)
+    net = Net.from_onnx_model(model)
+    x = np.random.default_rng(0).normal(size=(batch, 3, 13, 13)).astype(np.float32)
+    ours = net.forward(x)
+    ref = caffe_loops.forward(plans, {"data": x.astype(np.float64)})
+    for name in net.blob_names:
+        assert rel_err(ours[name], ref[name]) <= 1e-5, name
+
+
+def test_ceil_mode_pooling_sizes():
+    """Caffe's pooled size: ceil rounding, clipped so the last window starts inside."""
+    from caffevis.caffe.layers import pool_output_size
+
+    assert pool_output_size(55, 3, 0, 2) == 27      # CaffeNet pool1
+    assert pool_output_size(13, 3, 0, 2) == 6       # pool5
+    assert pool_output_size(6, 2, 0, 2) == 3
+    assert pool_output_size(7, 2, 0, 2) == 4        # ceil, where floor gives 3
+    assert pool_output_size(4, 3, 1, 2) == 3
+    assert pool_output_size(5, 2, 1, 2) == 3        # the clip: ceil((5+2-2)/2)+1 = 4 would start in padding
+    assert pool_output_size(7, 2, 0, 2, ceil=False) == 3
+
+
+def test_v1_prototxt_caffenet_yos_converts():
+    cnet = load_caffe(shared_path("models", "prototxt", "caffenet-yos-deploy.prototxt"))
+    assert cnet.inputs == {"data": (1, 3, 227, 227)}
+    assert [l.type for l in cnet.layers[:4]] == ["Convolution", "ReLU", "Pooling", "LRN"]
+    fill_weights(cnet, kind="gaussian")
+    model, plans = convert(cnet)
+    shapes = {p.tops[0]: p.top_shapes[0] for p in plans}
+    assert shapes["conv5"] == (1, 256, 13, 13) and shapes["fc8"] == (1, 1000) and shapes["prob"] == (1, 1000)
+
+
+@pytest.mark.parametrize("name", ["bvlc_reference_caffenet_deploy.prototxt", "bvlc_alexnet_deploy.prototxt"])
+def test_official_deploy_prototxts_plan(name):
+    from caffevis.caffe.layers import plan
+
+    plans = plan(load_caffe(shared_path("models", "prototxt", name)), require_weights=False)
+    assert plans[-1].top_shapes[0] == (10, 1000)
+
+
+def test_convert_cli_and_onnx_round_trip(tmp_path):
+    d = shared_path("fixtures", "caffe", "caffenet_small")
+    out = tmp_path / "m.onnx"
+    r = cli("convert", f"{d}/deploy.prototxt", f"{d}/weights.caffemodel", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "m.json").is_file()
+    onnx.checker.check_model(str(out))
+    net = Net.from_onnx(str(out))
+    ref = fixture_arrays("caffenet_small", "blobs.npz")
+    blobs = net.forward(fixture_arrays("caffenet_small", "input.npy"))
+    assert rel_err(blobs["prob"], ref["prob"]) <= 1e-5
+    assert [p.name for p in net.layers] == [p.name for p in fixture_net("caffenet_small").layers]
+
+
+def test_forward_cli_writes_every_blob(tmp_path):
+    d = shared_path("fixtures", "caffe", "lenet")
+    out = tmp_path / "blobs.npz"
+    r = cli("forward", f"{d}/deploy.prototxt:{d}/weights.caffemodel", "--input", f"{d}/input.npy", "-o", out)
+    assert r.returncode == 0, r.stderr
+    got, ref = np.load(out), fixture_arrays("lenet", "blobs.npz")
+    for name in ref.keys():
+        assert rel_err(got[name], ref[name]) <= 1e-5
+
+
+def test_conversion_is_cached(tmp_cache):
+    d = shared_path("fixtures", "caffe", "lenet")
+    Net.from_caffe(f"{d}/deploy.prototxt", f"{d}/weights.caffemodel")
+    cached = list(tmp_cache.glob("*/model.onnx"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    Net.from_caffe(f"{d}/deploy.prototxt", f"{d}/weights.caffemodel")
+    assert cached[0].stat().st_mtime_ns == stamp
+
+
+def test_foreign_onnx_model_exposes_its_tensors():
+    net = Net.from_onnx(shared_path("models", "mnist_onnx", "mnist-8.onnx"))
+    x = np.zeros((2,) + net.input_shape[1:], np.float32)
+    blobs = net.forward(x)
+    assert len(blobs) > 5 and blobs["Plus214_Output_0"].shape == (2, 10)
+    assert sum(v.ndim == 4 and v.shape[0] == 2 for v in blobs.values()) >= 4  # conv activations
+    with pytest.raises(ModelError):
+        net.backward(x, net.blob_names[-1], np.zeros_like(blobs[net.blob_names[-1]]))
+
+
+def test_one_provider_line_on_stderr(tmp_path):
+    d = shared_path("fixtures", "caffe", "lenet")
+    r = cli("forward", f"{d}/deploy.prototxt:{d}/weights.caffemodel", "--input", f"{d}/input.npy",
+            "-o", tmp_path / "b.npz")
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("caffevis: running on ") and "ExecutionProvider" in lines[0]
+    r = cli("forward", f"{d}/deploy.prototxt:{d}/weights.caffemodel", "--input", f"{d}/input.npy",
+            "-o", tmp_path / "b.npz", "--cpu")
+    assert "CPUExecutionProvider: CPU forced" in r.stderr
+
+
+# -- bad inputs: one line, non-zero exit, no traceback --------------------------------
+def _assert_one_line_error(r, *fragments):
+    assert r.returncode != 0
+    lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith("caffevis: running")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    d = shared_path("fixtures", "caffe", "lenet")
+    proto, weights, x = f"{d}/deploy.prototxt", f"{d}/weights.caffemodel", f"{d}/input.npy"
+    out = tmp_path / "o.npz"
+    # truncated caffemodel
+    data = open(weights, "rb").read()
+    trunc = tmp_path / "trunc.caffemodel"
+    trunc.write_bytes(data[: len(data) // 2])
+    _assert_one_line_error(cli("forward", f"{proto}:{trunc}", "--input", x, "-o", out), str(trunc), "caffemodel")
+    # syntax error: the line number is named
+    text = open(proto).read().splitlines()
+    text[5] = text[5] + " {{ oops"
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text("\n".join(text))
+    _assert_one_line_error(cli("forward", f"{bad}:{weights}", "--input", x, "-o", out), f"{bad}:6:", "syntax")
+    # weights that do not fit the prototxt
+    wide = tmp_path / "wide.prototxt"
+    wide.write_text(open(proto).read().replace("num_output: 20", "num_output: 30", 1))
+    _assert_one_line_error(cli("forward", f"{wide}:{weights}", "--input", x, "-o", out), "conv1",
+                           "(20, 1, 5, 5)", "(30, 1, 5, 5)")
+    # wrong input shape
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 28, 28), np.float32))
+    _assert_one_line_error(cli("forward", f"{proto}:{weights}", "--input", tmp_path / "x.npy", "-o", out),
+                           "(2, 3, 28, 28)", "(N, 1, 28, 28)")
+    # missing files
+    _assert_one_line_error(cli("forward", f"{proto}:{tmp_path}/none.caffemodel", "--input", x, "-o", out),
+                           "none.caffemodel", "not found")
+    _assert_one_line_error(cli("forward", f"{proto}:{weights}", "--input", tmp_path / "none.npy", "-o", out),
+                           "none.npy")
+    # an unsupported layer type is named with its layer
+    odd = tmp_path / "odd.prototxt"
+    odd.write_text(open(proto).read().replace('type: "ReLU"', 'type: "Threshold"'))
+    _assert_one_line_error(cli("forward", f"{odd}:{weights}", "--input", x, "-o", out), "relu1", "Threshold")
+
+
+def test_net_api_errors():
+    net = fixture_net("lenet")
+    with pytest.raises(InputError, match="unknown blob"):
+        net.forward(np.zeros((1, 1, 28, 28), np.float32), blobs=["nope"])
+    with pytest.raises(InputError, match="expected"):
+        net.backward(np.zeros((1, 1, 28, 28), np.float32), "ip2", np.zeros((1, 3), np.float32))
