@@ -35,6 +35,7 @@ MODES = ("backprop", "deconv", "guided")
 LRN_RULES = ("derivative", "identity")
 STARTS = ("last", "layer")
 SEED = "seed"
+CACHE_MAX_WEIGHT_BYTES = 64 << 20
 LABELS = "labels"
 
 
@@ -520,7 +521,10 @@ def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss):
     source = getattr(net, "info", {}).get("source", {})
     key = source.get("weights_sha1")
     path = None
-    if key and not params_as_inputs:
+    weight_bytes = sum(a.nbytes for p in net.layers for a in p.params)
+    # Each gradient model carries a copy of the weights: cache small nets only (LeNet,
+    # SqueezeNet); CaffeNet-sized models rebuild in memory in about as long as a load.
+    if key and not params_as_inputs and weight_bytes <= CACHE_MAX_WEIGHT_BYTES:
         safe = "".join(c if c.isalnum() else "_" for c in blob)
         tag = f"{safe}-{mode}-{lrn}-{start}-{int(bool(params))}-{loss or 'seed'}"
         path = os.path.join(net.cache_dir, f"{net.name}-{key[:12]}", "grad", f"{tag}.onnx")

@@ -32,6 +32,8 @@ def make_session(model_bytes, force_cpu: bool = False, threads: int = 0) -> ort.
     opts.log_severity_level = 3  # ORT's own provider-failure dumps are replaced by our line
     if threads:
         opts.intra_op_num_threads = threads
+    # No busy-waiting between runs: the viewer's UI, input and loader threads share the cores.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers, why = choose_providers(force_cpu)
     if providers[0] == "CUDAExecutionProvider":
         ort.set_default_logger_severity(4)  # silence ORT's multi-line EP failure dump

@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""caffevis benchmarks, printed as times and ratios against a peer run in the same process.
+
+    python tools/bench.py backward      # CaffeNet: ORT forward, gradient graphs, NumPy deconv, vs PyTorch CPU
+    python tools/bench.py all
+
+The net is the official bvlc_reference_caffenet deploy prototxt with seeded random
+weights (timing does not depend on the weights). PyTorch is optional (``pip install
+torch==2.13.0``); without it the peer columns are skipped.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tools"))
+SHARED = os.path.join(REPO, "..", "shared")
+
+
+def timeit(fn, repeat=5, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def caffenet(seed=0):
+    """Full-width CaffeNet (official deploy prototxt) with seeded He-normal weights."""
+    from caffevis.caffe.fillers import fill_weights
+    from caffevis.caffe.reader import load_caffe
+    from caffevis.caffe.to_onnx import convert
+    from caffevis.net import Net
+
+    cnet = fill_weights(load_caffe(os.path.join(SHARED, "models", "prototxt",
+                                                "bvlc_reference_caffenet_deploy.prototxt")), seed=seed, kind="he")
+    model, _ = convert(cnet)
+    return Net.from_onnx_model(model)
+
+
+def row(label, seconds, peer=None, peer_label="torch"):
+    ratio = f"  {seconds / peer:5.2f}x {peer_label}" if peer else ""
+    print(f"  {label:<44s} {seconds * 1000:9.1f} ms{ratio}")
+
+
+def bench_backward(args):
+    from caffevis.grad import channel_map_seed, unit_seed
+
+    net = caffenet()
+    try:
+        import torch
+        from torch_peer import TorchPlanNet
+
+        torch.set_num_threads(os.cpu_count())
+        peer = TorchPlanNet(net.layers)
+    except ImportError:
+        peer = None
+        print("  (torch not installed: peer columns skipped; pip install torch==2.13.0)")
+    print(f"CaffeNet (full width, random weights), provider {net.provider}, {os.cpu_count()} cores")
+    for batch in args.batches:
+        x = np.random.default_rng(0).normal(size=(batch, 3, 227, 227)).astype(np.float32) * 50
+        blobs = net.forward(x)
+        fwd = timeit(lambda: net.forward(x), args.repeat)
+        print(f" batch {batch}")
+        peer_fwd = None
+        if peer is not None:
+            with torch.no_grad():
+                peer_fwd = timeit(lambda: peer.forward(torch.from_numpy(x)), args.repeat)
+        row("ORT forward (all blobs)", fwd, peer_fwd)
+        for blob, seed in (("fc8", unit_seed(blobs["fc8"].shape, 3)),
+                           ("conv5", channel_map_seed(blobs["conv5"], 7))):
+            net.backward(x, blob, seed)  # build + warm the session
+            t = timeit(lambda: net.backward(x, blob, seed, engine="onnx"), args.repeat)
+            tp = timeit(lambda: peer.input_grad(x, blob, seed), args.repeat) if peer is not None else None
+            row(f"gradient graph fwd+bwd from {blob}", t, tp)
+        seed = channel_map_seed(blobs["conv5"], 7)
+        td = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), args.repeat)
+        row("NumPy deconv from conv5 (incl. forward)", td, fwd, "ORT forward")
+        t_onnx_dc = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="onnx"), args.repeat)
+        row("gradient graph deconv from conv5", t_onnx_dc, fwd, "ORT forward")
+
+
+SECTIONS = {"backward": bench_backward}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", default="all", choices=["all"] + sorted(SECTIONS))
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    for name, fn in SECTIONS.items():
+        if args.what in ("all", name):
+            print(f"== {name} ==")
+            fn(args)
+
+
+if __name__ == "__main__":
+    main()
