@@ -146,6 +146,8 @@ def crop_mean(mean, channels: int, hw) -> np.ndarray | None:
         return None
     mean = np.asarray(mean, dtype=np.float32)
     h, w = (int(v) for v in hw)
+    if mean.ndim == 3 and mean.shape[1:] == (1, 1):
+        mean = mean.reshape(-1)  # already per channel (C, 1, 1)
     if mean.ndim == 1:
         if mean.size == 1:
             mean = np.repeat(mean, channels)

@@ -52,6 +52,17 @@ DEFAULT_WINDOW_PANES = OrderedDict([
 ])
 
 _FONT = "FONT_HERSHEY_COMPLEX_SMALL"
+
+
+class _Null:
+    """Override value meaning "set this key to null" (a plain None override is skipped)."""
+
+    def __repr__(self):
+        return "NULL"
+
+
+#: Use as an override value to set a key to null, e.g. ``{"caffevis_data_mean": NULL}``.
+NULL = _Null()
 _GFS = object()  # default marker: "1.0 * global_font_size"
 _SHARED_MNIST = "%DVT_ROOT%/../shared/data/mnist"
 
@@ -611,6 +622,11 @@ class Settings:
                 raise SettingsError(f"{self.where(key)}: {key}: '{name}' is not a blob of this net "
                                     f"(blobs: {', '.join(net.blob_names)})")
         channels = net.input_shape[1] if len(net.input_shape) == 4 else None
+        hw = self.caffevis_data_hw
+        if hw and len(net.input_shape) == 4 and tuple(net.input_shape[2:]) != tuple(hw) \
+                and min(net.input_shape[2:]) > 1:  # ONNX models with free dimensions report 1
+            raise SettingsError(f"{self.where('caffevis_data_hw')}: caffevis_data_hw: {list(hw)} does not match "
+                                f"the net input {list(net.input_shape[2:])}")
         swap = self.caffe_net_channel_swap
         if swap is not None and channels not in (None, 1) and len(swap) != channels:
             raise SettingsError(f"{self.where('caffe_net_channel_swap')}: caffe_net_channel_swap: "
@@ -621,7 +637,10 @@ class Settings:
         return OrderedDict((k, getattr(self, k)) for k in KEYS)
 
     def replace(self, **overrides) -> "Settings":
-        """A new Settings with ``overrides`` applied (validated; relative paths from the cwd)."""
+        """A new Settings with ``overrides`` applied (validated; relative paths from the cwd).
+
+        Unlike :func:`load_settings`, a ``None`` value here sets the key to null.
+        """
         merged = dict(self._overrides)
         merged.update(overrides)
         return _build(self._raw, self.source, self._raw_origins, self._base_dirs, merged)
@@ -650,7 +669,7 @@ def _panes(value, where, scale):
     return OrderedDict((k, tuple(int(v * scale) for v in box)) for k, box in panes.items())
 
 
-def _validate_source(values, where_of, kind):
+def _validate_source(values, where_of):
     """Check names and types of one source's values; return {key: checked value}."""
     out = {}
     for key, value in values.items():
@@ -680,11 +699,11 @@ def _build(raw_file, source, file_origins, base_dirs, overrides):
     if raw_file:
         sources.append(("file", raw_file, lambda k: file_origins.get(k, source), file_dir))
     if overrides:
-        sources.append(("override", dict(overrides), lambda k: f"override {k}", os.getcwd()))
+        sources.append(("override", dict(overrides), lambda k: "override", os.getcwd()))
 
     merged, origins, candidates = {}, {}, {}
     for name, values, where_of, base in sources:
-        checked = values if name == "default" else _validate_source(values, where_of, name)
+        checked = values if name == "default" else _validate_source(values, where_of)
         if name != "default":
             if any(k in checked for k in ("caffevis_deploy_prototxt", "caffevis_network_weights")):
                 merged.pop("caffevis_onnx_model", None)
@@ -745,7 +764,8 @@ def load_settings(path=None, overrides=None) -> Settings:
     overrides : dict, optional
         key -> value applied after the file (CLI flags); validated like the file's values,
         relative paths taken from the current directory. ``None`` values in overrides are
-        ignored, so unset CLI flags can be passed as they are.
+        ignored, so unset CLI flags can be passed as they are; use :data:`NULL` to set a
+        key to null.
 
     Returns
     -------
@@ -762,7 +782,7 @@ def load_settings(path=None, overrides=None) -> Settings:
         raw, lines = _read_yaml(source)
         base_dirs["file"] = os.path.dirname(source)
     origins = {k: f"{path}:{line}" for k, line in lines.items()}
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    overrides = {k: (None if v is NULL else v) for k, v in (overrides or {}).items() if v is not None}
     return _build(raw, source, origins, base_dirs, overrides)
 
 
