@@ -209,7 +209,8 @@ def _softmax_loss_seed(g, z, shape):
     flat = g.op("Flatten", [z], "loss_flat", axis=1)
     k = int(np.prod(shape[1:]))
     prob = g.op("Softmax", [flat], "loss_prob", axis=1)
-    onehot = g.op("OneHot", [g.op("Reshape", [LABELS, g.ints([-1])], "labels_flat"), g.ints([k]),
+    onehot = g.op("OneHot", [g.op("Reshape", [LABELS, g.ints([-1])], "labels_flat"),
+                             g.const(np.array(k), dtype=np.int64, hint="depth"),
                              g.const([0.0, 1.0])], "onehot", axis=-1)
     n = g.op("Cast", [g.op("Shape", [z], "n_shape", start=0, end=1)], "n_float", to=onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
     logp = g.op("LogSoftmax", [flat], "loss_logp", axis=1)

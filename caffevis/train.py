@@ -36,7 +36,8 @@ LOSS_BLOB = "ip2"
 # -- the architecture ---------------------------------------------------------------
 def _learnable(name, kind, bottom, num_output, kernel=None):
     spec = {"name": name, "type": kind, "bottom": [bottom], "top": [name],
-            "param": [{"lr_mult": lr, "decay_mult": dm} for lr, dm in MULTS[name]]}
+            # decay_mult 1 is the default, left out as in Caffe's prototxt
+            "param": [{"lr_mult": lr, **({"decay_mult": dm} if dm != 1 else {})} for lr, dm in MULTS[name]]}
     if kind == "Convolution":
         spec["convolution_param"] = {"num_output": num_output, "kernel_size": [kernel], "stride": [1]}
     else:
@@ -120,7 +121,7 @@ def build_net(params, batch: int = 1, force_cpu: bool = False):
         if layer.name in params:
             layer.blobs = [np.asarray(a, np.float32) for a in params[layer.name]]
     cnet.source = {"weights_sha1": params_sha1(params)}
-    model, _ = convert(cnet, prototxt_text=text)
+    model, _ = convert(cnet)
     return Net.from_onnx_model(model, force_cpu=force_cpu)
 
 
@@ -260,7 +261,12 @@ def train(train_images, train_labels, settings: SolverSettings, test=None, progr
     # the data order has its own stream, so changing max_iter does not change the init
     rng = np.random.default_rng([settings.seed, 1])
     stream = batches(len(train_images), settings.batch, rng)
-    record = {"solver": dataclasses.asdict(settings), "loss": [], "test": [], "train_items": int(len(train_images))}
+    import onnxruntime
+
+    record = {"solver": dataclasses.asdict(settings), "train_items": int(len(train_images)),
+              "gradients": "caffevis.grad softmax-loss graph (params as inputs) on onnxruntime "
+                           f"{onnxruntime.__version__} {session.session.get_providers()[0]}",
+              "loss": [], "test": []}
     window, start = [], time.time()
     bar = tqdm(range(settings.max_iter), desc="train-lenet", unit="it", disable=not progress, mininterval=1.0)
     for it in bar:
@@ -317,9 +323,20 @@ def save(params, out_dir: str, record=None, prefix: str = "lenet"):
         rec["files"] = {k: {"name": os.path.basename(p), "sha1": reader._sha1(p)} for k, p in paths.items()
                         if k != "record"}
         with open(paths["record"], "w") as f:
-            json.dump(rec, f, indent=1)
-            f.write("\n")
+            f.write(record_json(rec))
     return paths
+
+
+def record_json(record) -> str:
+    """The training record as JSON, one line per logged point (diff-friendly, compact)."""
+    lines = []
+    for key, value in record.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            items = ",\n".join("  " + json.dumps(v) for v in value)
+            lines.append(f" {json.dumps(key)}: [\n{items}\n ]")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _relative_source(model, out_dir):

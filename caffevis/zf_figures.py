@@ -63,8 +63,8 @@ def unit_seeds(blob_shape, units):
 
 
 def deconv_layers(net):
-    """Blobs with a deconv path to the input: every blob but the input and those below
-    which a Softmax sits (probabilities are not a Z&F feature map)."""
+    """Blobs with a deconv path to the input: every blob but the input and the outputs of
+    Softmax layers (probabilities are not a Z&F feature map)."""
     after_softmax = {t for p in net.layers if p.type == "Softmax" for t in p.tops}
     return [b for b in net.blob_names if b != net.input_name and b not in after_softmax]
 
