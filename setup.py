@@ -1,3 +1,5 @@
+import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -25,5 +27,7 @@ setup(
         "bench": ["torch==2.13.0"],
     },
     entry_points={"console_scripts": ["caffevis=caffevis.cli:main"]},
-    include_package_data=True,
+    # settings files and the trained LeNet (the embedded default) for non-editable installs
+    data_files=[("share/caffevis/settings", glob.glob("settings/*.yaml")),
+                ("share/caffevis/model_zoo/lenet", glob.glob("model_zoo/lenet/*"))],
 )

@@ -25,7 +25,7 @@ import urllib.request
 
 from .errors import CaffevisError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .paths import REPO_ROOT  # noqa: E402
 DEFAULT_ZOO = os.path.join(REPO_ROOT, "model_zoo")
 _CAFFE_RAW = "https://raw.githubusercontent.com/BVLC/caffe/master"
 _DVT_RAW = "https://raw.githubusercontent.com/yosinski/deep-visualization-toolbox/master"

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .paths import REPO_ROOT  # noqa: E402
 #: Caffe's LeNet input scale (``transform_param { scale: 0.00390625 }``): 1/256.
 LENET_SCALE = 0.00390625
 FILES = {

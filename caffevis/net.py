@@ -15,7 +15,7 @@ from .caffe.to_onnx import FORMAT_VERSION, assign_versions, blob_order, convert,
 from .errors import InputError, ModelError
 from .runtime import make_session
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .paths import REPO_ROOT  # noqa: E402
 
 
 def default_cache_dir() -> str:

@@ -38,7 +38,7 @@ import yaml
 
 from .errors import SettingsError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .paths import REPO_ROOT  # noqa: E402
 
 #: DeepVis' default layout: pane name -> (row i, col j, height, width), window 930 x 1500.
 DEFAULT_WINDOW_PANES = OrderedDict([

@@ -1,0 +1,25 @@
+"""Where caffevis finds its own files: ``settings/`` and ``model_zoo/``.
+
+In a source checkout (``pip install -e .``) that is the repository root. A wheel
+install ships ``settings/*.yaml`` and the trained ``model_zoo/lenet`` under
+``<prefix>/share/caffevis``; ``$CAFFEVIS_ROOT`` overrides both.
+"""
+import os
+import sys
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _project_root():
+    env = os.environ.get("CAFFEVIS_ROOT")
+    if env:
+        return os.path.abspath(env)
+    if os.path.isdir(os.path.join(_PACKAGE_PARENT, "settings")):
+        return _PACKAGE_PARENT
+    shared = os.path.join(sys.prefix, "share", "caffevis")
+    if os.path.isdir(os.path.join(shared, "settings")):
+        return shared
+    return _PACKAGE_PARENT
+
+
+REPO_ROOT = _project_root()
