@@ -12,6 +12,23 @@ NEG_BGR = (0.0, 0.0, 1.0)
 POS_BGR = (0.0, 1.0, 0.0)
 
 
+def fill(img, color):
+    """Set every pixel of ``img`` (..., W, 3), a view or not, to ``color``.
+
+    Broadcasting a 3-tuple straight into an image is ~50x slower in NumPy than
+    broadcasting one prepared row, which this does.
+    """
+    row = np.empty((img.shape[-2], img.shape[-1]), img.dtype)
+    row[:] = color
+    img[...] = row
+    return img
+
+
+def filled(shape, color):
+    """A new uint8 array of ``shape`` (..., 3) filled with ``color``."""
+    return fill(np.empty(shape, np.uint8), color)
+
+
 def as_units(blob):
     """A blob of one image -> (n, h, w): FC vectors (n,) become (n, 1, 1)."""
     blob = np.asarray(blob)
@@ -99,11 +116,10 @@ def make_tiles(tiles_u8, rows, cols, pad_bgr, highlights=None):
     n, h, w = tiles_u8.shape[:3]
     if tiles_u8.ndim == 3:
         tiles_u8 = np.repeat(tiles_u8[..., None], 3, axis=3)
-    grid = np.empty((rows, h + 2, cols, w + 2, 3), np.uint8)
-    grid[...] = np.asarray(pad_bgr, np.uint8)
+    grid = filled((rows, h + 2, cols, w + 2, 3), pad_bgr)
     body = np.empty((rows * cols, h, w, 3), np.uint8)
     body[:n] = tiles_u8
-    body[n:] = np.asarray(pad_bgr, np.uint8)
+    fill(body[n:], pad_bgr)
     grid[:, 1:h + 1, :, 1:w + 1] = body.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4)
     for unit, color in (highlights or {}).items():
         if unit is None or not 0 <= unit < rows * cols:
