@@ -270,8 +270,11 @@ def _unit_jpg_tree(root, layer, n_units, side=24):
 def test_jpgvis_pane_and_pattern_mode_from_unit_jpg_tree(lenet_settings, tmp_path):
     root = str(tmp_path / "unit_jpg_vis")
     colors = _unit_jpg_tree(root, "conv1", 20)
+    panes = dict(lenet_settings.window_panes, caffevis_jpgvis=(0, 1200, 900, 300),
+                 caffevis_layers=(50, 300, 850, 900))  # settings/lenet.yaml drops the jpgvis column
     settings = lenet_settings.replace(caffevis_unit_jpg_dir=root, caffevis_jpgvis_layers=["conv1"],
-                                      caffevis_jpgvis_remap={"pool1": "conv1"})
+                                      caffevis_jpgvis_remap={"pool1": "conv1"}, window_panes=panes,
+                                      caffevis_layers_aspect_ratio=1.0)
     viewer = build_viewer(settings, headless=True)
     recs = viewer.run_headless("klo9" "9s")
     box = viewer.config.window_panes["caffevis_jpgvis"]

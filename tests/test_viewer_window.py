@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from caffevis.viewer.state import tile_grid
+from test_viewer_headless import tile_pixel
 from conftest import REPO, shared_path
 
 SCREEN = (1000, 1600)
@@ -152,13 +152,16 @@ def test_real_window_keys_click_and_screenshot(xvfb, tmp_path):
                       "the back pane after k n")
         assert not np.array_equal(shot1[900:930], shot0[900:930])  # the status line changed
 
-        # click the middle of conv1's tile 7 (LeNet conv1: 20 units of 24x24, 4 x 5 tiles, enlarged)
-        rows, cols = tile_grid(20)
-        s = min(870 / (rows * 26 - 1), 900 / (cols * 26 - 1))
-        r, c = divmod(7, cols)
+        # click the middle of conv1's tile 7 (LeNet conv1: 20 units of 24x24), where the
+        # settings' layers pane and aspect ratio put it
+        from caffevis.settings import load_settings
+
+        cfg = load_settings(os.path.join(REPO, "settings", "lenet.yaml"))
+        box, aspect = cfg.window_panes["caffevis_layers"], cfg.caffevis_layers_aspect_ratio
 
         def at(ty, tx):
-            return 30 + int((r * 26 + ty + 0.5) * s), 300 + int((c * 26 + tx + 0.5) * s)
+            y, x, _ = tile_pixel(box, 20, (24, 24), 7, ty, tx, aspect)
+            return y, x
 
         cy, cx = at(13, 13)
         _xdotool(xvfb, "mousemove", "--sync", str(x0 + cx), str(y0 + cy))
