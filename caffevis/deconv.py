@@ -58,7 +58,8 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
         of the blob's earliest version): the blobs touched by the layers the walk ran,
         zeros where no signal arrived.
     values : dict, optional
-        ``net.forward_all(data)`` when the caller already has it (saves the forward).
+        ``net.forward_all(data)`` when the caller already has it (saves the forward);
+        by default the layers up to the start point are run here.
 
     Returns
     -------
@@ -71,9 +72,13 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
     if start not in STARTS:
         raise InputError(f"start '{start}': expected one of {', '.join(STARTS)}")
     data = net.check_input(data)
-    values = values if values is not None else net.forward_all(data)
     reads, writes, final = net.versions
     first, seed_version = _start_point(net, blob, start, writes, final)
+    if values is None:
+        # only what the layers up to the start read and wrote: ORT skips the layers above
+        needed = {v for i in range(first + 1) for v in reads[i] + writes[i]} - {net.input_name}
+        values = dict(net.forward(data, sorted(needed))) if needed else {}
+        values[net.input_name] = data
     seed = np.asarray(diff, dtype=np.float32)
     if seed.shape != values[seed_version].shape:
         raise InputError(f"diff for blob '{blob}' has shape {seed.shape}; expected {values[seed_version].shape}")
@@ -81,8 +86,8 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
     earliest = {}  # blob -> diff of its earliest version reached so far (Caffe's blob.diff)
     for p in reversed(net.layers[:first + 1]):
         tops = [diffs.pop(v, None) for v in writes[p.index]]
-        for name, d in zip(p.tops, tops):
-            earliest[name] = d
+        if blob_diffs:
+            earliest.update(zip(p.tops, tops))
         if all(d is None for d in tops) or not p.bottoms:
             continue
         ins = [values[v] for v in reads[p.index]]

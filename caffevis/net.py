@@ -202,7 +202,7 @@ class Net:
 
     # -- backward -----------------------------------------------------------------
     def backward(self, data, blob, diff, mode="backprop", lrn="derivative", start="last",
-                 engine=None, blob_diffs=False):
+                 engine=None, blob_diffs=False, values=None):
         """Gradient-like signal at the input for seed ``diff`` at ``blob``.
 
         Parameters
@@ -222,6 +222,9 @@ class Net:
             deconv, onnx otherwise.
         blob_diffs : bool
             Also return the diff of every blob below the seed (dict blob -> diff).
+        values : dict, optional
+            NumPy engine only: the forward tensors already computed for ``data``
+            (:meth:`forward_all`), so the forward pass is not run again.
 
         Returns
         -------
@@ -243,7 +246,7 @@ class Net:
             from .deconv import backward_numpy
 
             return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
-                                  blob_diffs=blob_diffs)
+                                  blob_diffs=blob_diffs, values=values)
         session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start)
         result = session.run(data, diff)
         if blob_diffs:

@@ -58,8 +58,12 @@ def conv2d(x, weight, stride, pad, dilation, group):
 def conv2d_transpose(dy, weight, stride, pad, dilation, group, out_hw):
     """The transpose of :func:`conv2d` (its gradient with respect to the input).
 
-    Scatters each output position's ``W^T dy`` column back over its receptive field,
-    adding where fields overlap (col2im).
+    Per chunk of images, one BLAS product per group gives every output position's
+    ``W^T dy`` column; col2im then adds each kernel offset's slice back over the
+    receptive fields (adding where they overlap). Within a chunk the images are the
+    innermost axis, so each col2im add runs over ``OW * images`` contiguous values
+    rather than one short row at a time; chunks keep the columns cache-sized; strided
+    convolutions accumulate per stride phase, so those adds are contiguous too.
 
     Parameters
     ----------
@@ -76,54 +80,81 @@ def conv2d_transpose(dy, weight, stride, pad, dilation, group, out_hw):
     _, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
     h, w = out_hw
-    c = cg * group
-    dyt = dy.astype(np.float32, copy=False).reshape(n, group, m // group, oh * ow)
-    dyt = np.ascontiguousarray(dyt.transpose(1, 2, 0, 3)).reshape(group, m // group, n * oh * ow)
-    wmat = weight.reshape(group, m // group, cg * kh * kw).astype(np.float32, copy=False)
-    col = np.matmul(wmat.transpose(0, 2, 1), dyt)  # (group, cg*kh*kw, N*OH*OW)
-    col = col.reshape(c, kh, kw, n, oh, ow)
-    hp = max(h + 2 * ph, dh * (kh - 1) + sh * (oh - 1) + 1)
-    wp = max(w + 2 * pw, dw * (kw - 1) + sw * (ow - 1) + 1)
-    buf = np.zeros((c, n, hp, wp), np.float32)
-    for i in range(kh):
-        for j in range(kw):
-            buf[:, :, _window_slice(i * dh, sh, oh), _window_slice(j * dw, sw, ow)] += col[:, i, j]
-    return np.ascontiguousarray(buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+    c, mg, k = cg * group, m // group, cg * kh * kw
+    hq = max(-(-(h + 2 * ph) // sh), (dh * (kh - 1)) // sh + oh)  # padded rows per stride phase
+    wq = max(-(-(w + 2 * pw) // sw), (dw * (kw - 1)) // sw + ow)
+    wt = weight.astype(np.float32, copy=False).reshape(group, mg, k).transpose(0, 2, 1)  # (group, K, M/group)
+    dy = dy.astype(np.float32, copy=False).reshape(n, group, mg, oh * ow)
+    out = np.empty((n, c, h, w), np.float32)
+    chunk = max(1, min(n, _COLUMNS // (oh * ow)))
+    for start in range(0, n, chunk):
+        nc = min(chunk, n - start)
+        rhs = np.ascontiguousarray(dy[start:start + nc].transpose(1, 2, 3, 0)).reshape(group, mg, oh * ow * nc)
+        col = np.matmul(wt, rhs).reshape(c, kh, kw, oh, ow, nc)
+        # Stride phases: offset i lands on rows sh*oy + i*dh, i.e. on phase (i*dh) % sh at
+        # phase rows oy + (i*dh) // sh, so every add below is a contiguous shifted block.
+        phases = np.zeros((c, sh, sw, hq, wq, nc), np.float32)
+        for i in range(kh):
+            qi, ri = divmod(i * dh, sh)
+            for j in range(kw):
+                qj, rj = divmod(j * dw, sw)
+                phases[:, ri, rj, qi:qi + oh, qj:qj + ow] += col[:, i, j]
+        buf = phases.transpose(0, 3, 1, 4, 2, 5).reshape(c, hq * sh, wq * sw, nc)
+        out[start:start + nc] = buf[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
+    return out
+
+
+_COLUMNS = 2048  # output positions per BLAS product in conv2d_transpose (cache-sized chunks)
 
 
 # -- pooling ----------------------------------------------------------------------------
 def max_pool_switches(x, kernel, stride, pads_h, pads_w, out_hw):
     """Caffe's max-pool switches: per output, the window offset ``i * kw + j`` of the
-    first maximum in row-major window order (Caffe keeps a value only when strictly
-    greater). Padding never wins.
+    first maximum in row-major window order (Caffe replaces its running maximum only
+    when a value is strictly greater). Padding never wins.
 
     Returns
     -------
-    ndarray (N, C, OH, OW) of int16
+    ndarray (N, C, OH, OW) of int8 (int16 for windows over 127 positions)
     """
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
     xp = _padded(x, pads_h, pads_w, -np.inf)
-    best = np.full(x.shape[:2] + (oh, ow), -np.inf, dtype=x.dtype)
-    switch = np.zeros(best.shape, np.int16)
-    for i in range(kh):
-        for j in range(kw):
-            window = xp[:, :, _window_slice(i, sh, oh), _window_slice(j, sw, ow)]
-            better = window > best
-            np.copyto(best, window, where=better)
-            switch[better] = i * kw + j
+    windows = [(i, j, xp[:, :, _window_slice(i, sh, oh), _window_slice(j, sw, ow)])
+               for i in range(kh) for j in range(kw)]
+    best = windows[0][2].copy()
+    for _, _, window in windows[1:]:
+        np.maximum(best, window, out=best)
+    # walk the offsets backwards, moving each switch to any offset that holds the maximum:
+    # the last move is the first maximum. Arithmetic updates beat masked assignment here.
+    itype = np.int8 if kh * kw <= 127 else np.int16
+    switch = np.zeros(best.shape, itype)
+    step = np.empty(best.shape, itype)
+    hit = np.empty(best.shape, bool)
+    for i, j, window in reversed(windows):
+        np.equal(window, best, out=hit)
+        np.subtract(itype(i * kw + j), switch, out=step)
+        np.multiply(step, hit, out=step)
+        switch += step
     return switch
 
 
 def max_pool_backward(dy, switch, kernel, stride, pads_h, pads_w, in_hw):
-    """Route each output diff to its switch position, adding where windows overlap."""
+    """Route each output diff to its switch position, adding where windows overlap.
+
+    One ``bincount`` over flat input positions (accumulated in float64).
+    """
     (kh, kw), (sh, sw), (h, w) = kernel, stride, in_hw
     n, c, oh, ow = dy.shape
-    buf = np.zeros((n, c, h + sum(pads_h), w + sum(pads_w)), np.float32)
-    for i in range(kh):
-        for j in range(kw):
-            routed = np.where(switch == i * kw + j, dy, 0.0)
-            buf[:, :, _window_slice(i, sh, oh), _window_slice(j, sw, ow)] += routed
-    return np.ascontiguousarray(buf[:, :, pads_h[0]:pads_h[0] + h, pads_w[0]:pads_w[0] + w])
+    hp, wp = h + sum(pads_h), w + sum(pads_w)
+    window_start = (np.arange(oh, dtype=np.int64) * (sh * wp))[:, None] + np.arange(ow, dtype=np.int64) * sw
+    plane_start = np.arange(n * c, dtype=np.int64) * (hp * wp)
+    offset = (np.arange(kh, dtype=np.int64)[:, None] * wp + np.arange(kw)).ravel()
+    flat = offset[switch.reshape(n * c, oh, ow)]
+    flat += window_start
+    flat += plane_start[:, None, None]
+    summed = np.bincount(flat.ravel(), weights=dy.ravel(), minlength=n * c * hp * wp)
+    summed = summed.reshape(n, c, hp, wp)[:, :, pads_h[0]:pads_h[0] + h, pads_w[0]:pads_w[0] + w]
+    return summed.astype(np.float32)
 
 
 def ave_pool_backward(dy, divisor, kernel, stride, pads_h, pads_w, in_hw):
@@ -170,7 +201,7 @@ def spatial_window_sum(a, size):
 
 
 def lrn_backward(x, dy, size, alpha, beta, k, region):
-    """Exact derivative of Caffe's LRN, in float64.
+    """Exact derivative of Caffe's LRN (float32, as Caffe computes it).
 
     ACROSS_CHANNELS: ``scale = k + alpha/n * sum_window(x^2)`` over channels;
     WITHIN_CHANNEL: ``scale = 1 + alpha/n^2 * sum_window(x^2)`` over an n x n window
@@ -182,14 +213,21 @@ def lrn_backward(x, dy, size, alpha, beta, k, region):
     where ``count`` is ``n`` or ``n^2`` (the windows are symmetric, so the transpose of
     the window sum is the window sum).
     """
-    x64 = x.astype(np.float64)
-    dy64 = dy.astype(np.float64)
+    x = x.astype(np.float32, copy=False)
+    dy = dy.astype(np.float32, copy=False)
     if region == "across":
         window_sum, count, bias = channel_window_sum, size, k
     else:
         window_sum, count, bias = spatial_window_sum, size * size, 1.0
-    scale = bias + (alpha / count) * window_sum(x64 * x64, size)
-    factor = scale ** -beta
-    y_over_scale = x64 * factor / scale
-    dx = dy64 * factor - (2.0 * alpha * beta / count) * x64 * window_sum(dy64 * y_over_scale, size)
-    return dx.astype(np.float32)
+    scale = window_sum(x * x, size)
+    scale *= np.float32(alpha / count)
+    scale += np.float32(bias)
+    factor = scale ** np.float32(-beta)
+    ratio = dy * x
+    ratio *= factor
+    ratio /= scale  # dy * y / scale
+    dx = window_sum(ratio, size)
+    dx *= x
+    dx *= np.float32(-2.0 * alpha * beta / count)
+    dx += dy * factor
+    return dx
