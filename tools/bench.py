@@ -84,11 +84,25 @@ def bench_backward(args):
         seed = channel_map_seed(blobs["conv5"], 7)
         td = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), args.repeat)
         row("NumPy deconv from conv5 (incl. forward)", td, fwd, "ORT forward")
+        values = net.forward_all(x)
+        ta = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy", values=values),
+                    args.repeat)
+        row("NumPy deconv from conv5 (forward reused)", ta, fwd, "ORT forward")
         t_onnx_dc = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="onnx"), args.repeat)
         row("gradient graph deconv from conv5", t_onnx_dc, fwd, "ORT forward")
 
 
-SECTIONS = {"backward": bench_backward}
+def bench_viewer(args):
+    from caffevis.viewer.bench import format_results, viewer_fps
+
+    settings = os.path.join(REPO, "settings", "caffenet.yaml")
+    print("viewer, CaffeNet (settings/caffenet.yaml; random weights where the real ones are absent),"
+          " headless, conv5 selected")
+    results = viewer_fps(settings, modes=("off", "grad", "deconv", "guided"), frames=args.frames, layer="conv5")
+    print("\n".join("  " + line for line in format_results(results).splitlines()))
+
+
+SECTIONS = {"backward": bench_backward, "viewer": bench_viewer}
 
 
 def main():
@@ -96,6 +110,7 @@ def main():
     parser.add_argument("what", nargs="?", default="all", choices=["all"] + sorted(SECTIONS))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=30, help="viewer frames per mode")
     args = parser.parse_args()
     for name, fn in SECTIONS.items():
         if args.what in ("all", name):

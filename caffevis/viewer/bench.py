@@ -103,23 +103,11 @@ def viewer_fps(settings_path, images=None, random_weights=None, modes=("off", "g
 def random_weights_net(prototxt, seed=0, force_cpu=True):
     """A :class:`~caffevis.net.Net` from a deploy prototxt with seeded He-normal weights."""
     from ..caffe import reader
-    from ..caffe.layers import plan
+    from ..caffe.fillers import fill_weights
     from ..caffe.to_onnx import convert
     from ..net import Net
 
-    cnet = reader.load_caffe(prototxt)
-    plans = plan(cnet, require_weights=False)
-    rng = np.random.default_rng(seed)
-    for layer, p in zip(cnet.layers, plans):
-        blobs = []
-        for i, arr in enumerate(p.params):
-            if i == 0 and arr.ndim > 1:
-                fan_in = int(np.prod(arr.shape[1:]))
-                blobs.append((rng.standard_normal(arr.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32))
-            else:
-                blobs.append(np.zeros(arr.shape, np.float32) if i else np.ones(arr.shape, np.float32))
-        layer.blobs = blobs
-    model, _ = convert(cnet)
+    model, _ = convert(fill_weights(reader.load_caffe(prototxt), seed=seed, kind="he"))
     return Net.from_onnx_model(model, force_cpu=force_cpu)
 
 
