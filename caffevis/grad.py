@@ -489,7 +489,7 @@ class GradientSession:
                  params_as_inputs=False, loss=None):
         self.net, self.blob, self.loss = net, blob, loss
         self.model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss)
-        self.session = make_session(self.model.SerializeToString(), net.force_cpu)
+        self.session = make_session(self.model.SerializeToString(), net.force_cpu, getattr(net, "threads", 0))
         self.param_inputs = {i.name for i in self.model.graph.input} - {net.input_name, SEED, LABELS}
 
     def run(self, data, seed, params=None):

@@ -66,18 +66,19 @@ class LayerMaxes:
     def channels(self) -> int:
         return self.max_vals.shape[0]
 
-    def _keep_best(self, vals, idx, loc):
-        """Keep the N best of the given candidate columns (C, M) in the tracker's order."""
+    def _keep_best(self, vals, idx, loc, rows=None):
+        """Keep the N best of the candidate columns (R, M) of ``rows`` (default: all channels)
+        in the tracker's order: value descending, then image index ascending."""
         key = np.where(np.isnan(vals), -np.inf, vals)  # a NaN never ranks
-        # lexsort: last key is primary -> value descending, then image index ascending;
-        # padding (-1, -inf) sorts last because its negated value is +inf.
+        # lexsort: the last key is primary; padding (-1, -inf) sorts last
         order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -key.astype(np.float64)),
                            axis=-1)[:, :self.n]
-        rows = np.arange(vals.shape[0])[:, None]
-        self.max_vals = np.ascontiguousarray(vals[rows, order])
-        self.image_index = np.ascontiguousarray(idx[rows, order])
+        picked = np.arange(vals.shape[0])[:, None], order
+        target = slice(None) if rows is None else rows
+        self.max_vals[target] = vals[picked]
+        self.image_index[target] = idx[picked]
         if self.spatial:
-            self.location = np.ascontiguousarray(loc[rows, order])
+            self.location[target] = loc[picked]
 
     def update(self, acts, image_index):
         """Add one batch.
@@ -91,19 +92,56 @@ class LayerMaxes:
         """
         acts = np.asarray(acts)
         b, c = acts.shape[:2]
-        if c != self.channels:
-            raise InputError(f"blob '{self.name}' has {c} channels; the tracker has {self.channels}")
         flat = acts.reshape(b, c, -1)
-        arg = flat.argmax(axis=2)  # first maximum in row-major order
-        vals = np.take_along_axis(flat, arg[..., None], axis=2)[..., 0].T.astype(np.float32)  # (C, B)
-        idx = np.broadcast_to(np.asarray(image_index, np.int64)[None, :], (c, b))
+        self.update_summary(flat.max(axis=2), None, image_index, flat)
+
+    def update_summary(self, maxima, argmax, image_index, maps=None):
+        """Add one batch given each image's channel maxima (B, C) and either their flat
+        positions ``argmax`` (B, C) in the channel's H×W map (first maximum in row-major
+        order) or the ``maps`` (B, C, H*W) to find them in, for the entries that need it."""
+        self.update_batches([(maxima, argmax, image_index, maps)])
+
+    def update_batches(self, batches):
+        """Add several batches of :meth:`update_summary` arguments at once (fewer, larger
+        array operations; the result is the same as adding them one by one)."""
+        vals = np.concatenate([np.asarray(m) for m, _, _, _ in batches], axis=0).T.astype(np.float32)  # (C, B)
+        if vals.shape[0] != self.channels:
+            raise InputError(f"blob '{self.name}' has {vals.shape[0]} channels; the tracker has {self.channels}")
+        vals[np.isnan(vals)] = -np.inf
+        # Only values reaching the channel's current N-th value can enter (>=: an equal value
+        # from an earlier image outranks it); keeping just those makes each sort small.
+        passing = vals >= self.max_vals[:, -1:]
+        rows = np.flatnonzero(passing.any(axis=1))
+        if not rows.size:
+            return
+        passing = passing[rows]
+        width = int(passing.sum(axis=1).max())
+        cols = np.argsort(~passing, axis=1, kind="stable")[:, :width]  # passing columns first, in order
+        keep = np.take_along_axis(passing, cols, axis=1)
+        image_index = np.concatenate([np.asarray(i, np.int64) for _, _, i, _ in batches])
+        new_vals = np.where(keep, np.take_along_axis(vals[rows], cols, axis=1), -np.inf).astype(np.float32)
+        new_idx = np.where(keep, image_index[cols], -1)
         loc = None
         if self.spatial:
-            w = acts.shape[3]
-            loc_new = np.stack([arg // w, arg % w], axis=-1).transpose(1, 0, 2).astype(np.int32)  # (C, B, 2)
-            loc = np.concatenate([self.location, loc_new], axis=1)
-        self._keep_best(np.concatenate([self.max_vals, vals], axis=1),
-                        np.concatenate([self.image_index, idx], axis=1), loc)
+            pos = np.zeros(cols.shape, np.int64)
+            r, j = np.nonzero(keep)
+            col, chan = cols[r, j], rows[r]
+            start = 0
+            for maxima, argmax, _, maps in batches:  # positions only for the entries that can enter
+                stop = start + len(maxima)
+                sel = (col >= start) & (col < stop)
+                if sel.any():
+                    if argmax is not None:
+                        pos[r[sel], j[sel]] = np.asarray(argmax)[col[sel] - start, chan[sel]]
+                    else:
+                        flat = np.asarray(maps).reshape(len(maxima), self.channels, -1)
+                        pos[r[sel], j[sel]] = flat[col[sel] - start, chan[sel]].argmax(axis=1)  # first max
+                start = stop
+            w = self.blob_shape[2]
+            loc = np.concatenate([self.location[rows], np.stack([pos // w, pos % w], axis=-1).astype(np.int32)],
+                                 axis=1)
+        self._keep_best(np.concatenate([self.max_vals[rows], new_vals], axis=1),
+                        np.concatenate([self.image_index[rows], new_idx], axis=1), loc, rows)
 
     def merge(self, other: "LayerMaxes"):
         """Fold in another tracker of the same blob (a disjoint set of images)."""
@@ -328,7 +366,8 @@ def merge_files(paths, output, allow_incomplete=False) -> MaxesResult:
     results = [load_maxes(p) for p in paths]
     for p, r in zip(paths, results):
         if not r.complete and not allow_incomplete:
-            raise InputError(f"{p}: shard {r.config.get('shard')} is unfinished; rerun it (it resumes) or pass --partial")
+            raise InputError(f"{p}: shard {r.config.get('shard')} is unfinished; rerun it (it resumes) "
+                             f"or pass --partial")
     merged = merge_results(results)
     if not merged.complete and not allow_incomplete:
         missing = int(np.flatnonzero(~merged.batches_done)[0])

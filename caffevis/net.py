@@ -61,9 +61,10 @@ class Net:
         (empty for ONNX models that did not come from Caffe).
     """
 
-    def __init__(self, model: onnx.ModelProto, plans=None, force_cpu=False, cache_dir=None, info=None):
+    def __init__(self, model: onnx.ModelProto, plans=None, force_cpu=False, cache_dir=None, info=None, threads=0):
         self.model = model
         self.force_cpu = force_cpu
+        self.threads = threads  # ORT intra-op threads; 0 = all cores
         self.cache_dir = cache_dir or default_cache_dir()
         self.layers = plans or []
         self.info = info or {}
@@ -85,7 +86,7 @@ class Net:
         dims = graph_inputs[0].type.tensor_type.shape.dim
         # models exported with a fixed batch (many zoo models) run in chunks of that size
         self._fixed_batch = dims[0].dim_value if len(dims) and dims[0].dim_value > 0 else None
-        self._session = make_session(model.SerializeToString(), force_cpu)
+        self._session = make_session(model.SerializeToString(), force_cpu, threads)
         self._outputs = [o.name for o in self._session.get_outputs()]
         if not self.blob_shapes:
             self.blob_shapes = self._probe_shapes()
@@ -96,7 +97,7 @@ class Net:
 
     # -- construction -------------------------------------------------------------
     @classmethod
-    def from_caffe(cls, prototxt: str, weights: str, force_cpu=False, cache_dir=None, use_cache=True):
+    def from_caffe(cls, prototxt: str, weights: str, force_cpu=False, cache_dir=None, use_cache=True, threads=0):
         """Load a Caffe deploy prototxt + caffemodel, converting (and caching) to ONNX."""
         for path, what in ((prototxt, "prototxt"), (weights, "caffemodel")):
             if not os.path.isfile(path):
@@ -106,16 +107,16 @@ class Net:
         cached = os.path.join(cache_dir, key, "model.onnx")
         if use_cache and os.path.isfile(cached):
             try:
-                return cls.from_onnx(cached, force_cpu=force_cpu, cache_dir=cache_dir)
+                return cls.from_onnx(cached, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
             except ModelError:
                 pass  # a stale or damaged cache entry is rebuilt below
         model = convert_caffe(prototxt, weights)
         if use_cache:
             _atomic_save(model, cached)
-        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir)
+        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
 
     @classmethod
-    def from_onnx(cls, path: str, force_cpu=False, cache_dir=None):
+    def from_onnx(cls, path: str, force_cpu=False, cache_dir=None, threads=0):
         """Load an ONNX file (converted by caffevis, or any other single-input model)."""
         if not os.path.isfile(path):
             raise ModelError(f"{path}: ONNX model not found")
@@ -123,26 +124,26 @@ class Net:
             model = onnx.load(path)
         except Exception as err:
             raise ModelError(f"{path}: not a readable ONNX model ({err})") from None
-        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir)
+        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
 
     @classmethod
-    def from_onnx_model(cls, model, force_cpu=False, cache_dir=None):
+    def from_onnx_model(cls, model, force_cpu=False, cache_dir=None, threads=0):
         meta = {p.key: p.value for p in model.metadata_props}
         if "caffevis_info" not in meta:
-            return cls(_expose_all_tensors(model), force_cpu=force_cpu, cache_dir=cache_dir)
+            return cls(_expose_all_tensors(model), force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
         if meta.get("caffevis_format") != FORMAT_VERSION:
             raise ModelError("ONNX file was converted by an incompatible caffevis version; convert again")
         info = json.loads(meta["caffevis_info"])
         plans = _plans_from_model(model, meta["caffevis_prototxt"], info)
-        return cls(model, plans, force_cpu=force_cpu, cache_dir=cache_dir, info=info)
+        return cls(model, plans, force_cpu=force_cpu, cache_dir=cache_dir, info=info, threads=threads)
 
     @classmethod
-    def load(cls, spec: str, force_cpu=False, cache_dir=None):
+    def load(cls, spec: str, force_cpu=False, cache_dir=None, threads=0):
         """Load ``model.onnx`` or ``deploy.prototxt:weights.caffemodel``."""
         kind, paths = parse_model_spec(spec)
         if kind == "onnx":
-            return cls.from_onnx(paths[0], force_cpu=force_cpu, cache_dir=cache_dir)
-        return cls.from_caffe(*paths, force_cpu=force_cpu, cache_dir=cache_dir)
+            return cls.from_onnx(paths[0], force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
+        return cls.from_caffe(*paths, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
 
     # -- forward ------------------------------------------------------------------
     @property

@@ -76,6 +76,9 @@ class IdxImages:
     def load(self, i):
         return self.images[i]
 
+    def load_many(self, indices):
+        return self.images[indices]
+
 
 def read_rgb(path):
     """An image file as RGB float32 0-255 (H, W, 3); InputError when unreadable."""
@@ -188,71 +191,163 @@ def preprocess_from_settings(settings) -> dict:
         mean = np.asarray(mean, np.float64).tolist()
     return {"mean": mean, "channel_swap": list(settings.caffe_net_channel_swap or []) or None,
             "raw_scale": float(settings.caffevis_raw_scale),
-            "input_scale": float(settings.caffevis_input_scale) if settings.caffevis_input_scale else 1.0}
+            "input_scale": float(settings.caffevis_input_scale) if settings.caffevis_input_scale else None,
+            "geometry": "offline"}
 
 
 def make_preparer(job: ScanJob, net):
     """A function raw image -> (C, H, W) float32 net input, from ``job.preprocess``.
 
-    Images go through the original offline tools' pipeline: resize (bilinear) to
-    ``image_dims`` (default the input scaled by 256/227, i.e. 256×256 for a 227 net), take
-    the centre crop of the input size, swap channels, times ``raw_scale``, minus the mean,
-    times ``input_scale``. Keys of ``job.preprocess`` (all optional):
+    Built on :class:`caffevis.preprocess.Preprocessor`. Keys of ``job.preprocess`` (all
+    optional): ``mean`` (None, a number, a per-channel list in net channel order, or a
+    ``.npy`` / ``.binaryproto`` path), ``channel_swap`` (default [2, 1, 0]: RGB -> BGR),
+    ``raw_scale`` (default 1, on 0–255 images), ``input_scale`` (LeNet 0.00390625),
+    ``geometry`` and ``image_dims``.
 
-    ``mean``: None, a number, a per-channel list (net channel order) or a ``.npy`` /
-    ``.binaryproto`` path (a mean image is centre-cropped to the input); ``channel_swap``
-    (default [2, 1, 0]: RGB -> BGR); ``raw_scale`` (default 1, on 0–255 images);
-    ``input_scale`` (default 1; LeNet 0.00390625); ``image_dims`` ([h, w]).
-
-    idx data sets (MNIST digits) already have the net's size: they are only multiplied by
-    ``raw_scale * input_scale`` (minus the mean, if any), as Caffe's MNIST data layer does.
+    ``geometry`` ``'offline'`` (default) is the original offline tools' pipeline: resize
+    to ``image_dims`` (default: the input scaled by 256/227, i.e. 256×256 for a 227 net),
+    then the centre crop of the input size; ``'crop'`` (the viewer's: centre square, then
+    resize) and ``'stretch'`` are also accepted. idx data sets (MNIST digits) already have
+    the net's size and only get the value steps, as Caffe's MNIST data layer.
     """
-    from .images import crop_mean, load_mean
+    from .preprocess import Preprocessor
 
     p = job.preprocess
-    scale = np.float32(p.get("input_scale") or 1.0)
-    raw_scale = np.float32(p.get("raw_scale") or 1.0)
     _, c, h, w = net.input_shape
-    mean = crop_mean(load_mean(p.get("mean")), c, (h, w))
+    dims = p.get("image_dims") or [int(round(h * 256 / 227)), int(round(w * 256 / 227))]
+    pre = Preprocessor(net.input_shape, channel_swap=p.get("channel_swap") or (2, 1, 0),
+                       raw_scale=p.get("raw_scale") or 1.0, mean=p.get("mean"), input_scale=p.get("input_scale"),
+                       offline_dims=dims)
+    geometry = p.get("geometry", "offline")
     if job.source["kind"] == "idx":
         def prepare_digit(img):
             img = np.asarray(img)
             if img.shape != (h, w) or c != 1:
                 raise InputError(f"{job.source['path']}: idx images are {img.shape}; the net takes ({c}, {h}, {w})")
-            x = img[None].astype(np.float32)
-            if raw_scale != 1:
-                x = x * raw_scale
-            if mean is not None:
-                x = x - mean
-            return x * scale
+            return pre.transform(img)
+
+        def prepare_digits(imgs):
+            """A batch of digits at once, with :meth:`Preprocessor.transform`'s exact arithmetic."""
+            imgs = np.asarray(imgs)
+            if imgs.shape[1:] != (h, w) or c != 1:
+                raise InputError(f"{job.source['path']}: idx images are {imgs.shape[1:]}; "
+                                 f"the net takes ({c}, {h}, {w})")
+            x = imgs[:, None].astype(np.float32).astype(np.float64)
+            if pre.raw_scale != 1.0:
+                x *= pre.raw_scale
+            if pre.mean is not None:
+                x -= pre.mean
+            if pre.input_scale is not None:
+                x *= pre.input_scale
+            return x.astype(np.float32)
+
+        prepare_digit.many = prepare_digits
         return prepare_digit
-    swap = list(p.get("channel_swap") or ([2, 1, 0] if c == 3 else [0]))
-    if c == 1:
-        swap = [0]
-    dims = p.get("image_dims") or [int(round(h * 256 / 227)), int(round(w * 256 / 227))]
 
     def prepare_image(rgb):
-        import cv2
-
-        img = cv2.resize(np.asarray(rgb, np.float32), (int(dims[1]), int(dims[0])), interpolation=cv2.INTER_LINEAR)
-        if c == 1:
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        if img.ndim == 2:
-            img = img[:, :, None]
-        top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        x = img[top:top + h, left:left + w].transpose(2, 0, 1)[swap]
-        if raw_scale != 1:
-            x = x * raw_scale
-        if mean is not None:
-            x = x - mean
-        return np.ascontiguousarray(x * scale, np.float32)
+        return pre.transform(pre.resize(rgb, geometry))
 
     return prepare_image
+
+
+class ChannelMaxima:
+    """Runs the net and returns each tracked blob's per-channel maximum (and where it is).
+
+    The net's ONNX model gets reduction nodes per tracked blob so ONNX Runtime computes
+    the maxima. Two ways to find the positions:
+
+    ``'graph'`` (default on a GPU)
+        ``ArgMax`` (the first maximum, as NumPy's) and a gather of the value there run
+        in the graph; only (B, C) arrays leave the session, not whole activation maps.
+    ``'host'`` (default on the CPU)
+        ``ReduceMax`` runs in the graph and the maps are fetched (free on the CPU); the
+        tracker looks up positions only for the channels whose maximum can enter their
+        top-N, which after the first batches are few.
+    """
+
+    def __init__(self, net, blobs, locate=None):
+        import onnx
+        from onnx import TensorProto, helper
+
+        from .runtime import make_session
+
+        self.locate = locate or ("host" if net.provider == "CPUExecutionProvider" else "graph")
+        if self.locate not in ("host", "graph"):
+            raise InputError(f"locate must be 'host' or 'graph', got '{self.locate}'")
+        model = onnx.ModelProto()
+        model.CopyFrom(net.model)
+        g = model.graph
+        opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+        del g.output[:]
+
+        def const(name, values):  # a Constant node, valid for every IR version and opset
+            g.node.append(helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(
+                np.asarray(values, np.int64), name)))
+            return name
+
+        shape = const("caffevis_maxes/shape_bc_hw", [0, 0, -1])
+        axis2 = const("caffevis_maxes/axis2", [2]) if opset >= 13 else None
+        self.blobs = list(blobs)
+        self.outputs = []
+        self.kinds = []
+        for i, blob in enumerate(self.blobs):
+            flat, mx, arg = (f"caffevis_maxes/{i}/{k}" for k in ("flat", "max", "argmax"))
+            g.node.append(helper.make_node("Reshape", [blob, shape], [flat]))
+            if self.locate == "graph" and opset >= 11:  # one pass: the argmax, then the value there
+                pos = f"caffevis_maxes/{i}/pos"
+                g.node.append(helper.make_node("ArgMax", [flat], [pos], axis=2, keepdims=1))
+                g.node.append(helper.make_node("GatherElements", [flat, pos], [f"{mx}3"], axis=2))
+                for src, dst in ((f"{mx}3", mx), (pos, arg)):
+                    g.node.append(helper.make_node("Squeeze", [src, axis2], [dst]) if opset >= 13
+                                  else helper.make_node("Squeeze", [src], [dst], axes=[2]))
+            elif opset >= 18:
+                g.node.append(helper.make_node("ReduceMax", [flat, axis2], [mx], keepdims=0))
+            else:
+                g.node.append(helper.make_node("ReduceMax", [flat], [mx], axes=[2], keepdims=0))
+            if self.locate == "graph" and opset < 11:
+                g.node.append(helper.make_node("ArgMax", [flat], [arg], axis=2, keepdims=0))
+            g.output.append(helper.make_tensor_value_info(mx, TensorProto.FLOAT, None))
+            if self.locate == "graph":
+                g.output.append(helper.make_tensor_value_info(arg, TensorProto.INT64, None))
+                names = [mx, arg]
+            else:
+                g.output.append(helper.make_tensor_value_info(flat, TensorProto.FLOAT, None))
+                names = [mx, flat]
+            self.outputs += names
+        self.input_name = net.input_name
+        self.session = make_session(model.SerializeToString(), net.force_cpu)
+
+    def __call__(self, x):
+        """blob -> (maxima (B, C), argmax (B, C) or None, maps (B, C, H*W) or None)."""
+        values = self.session.run(self.outputs, {self.input_name: np.ascontiguousarray(x, np.float32)})
+        out = {}
+        for i, b in enumerate(self.blobs):
+            first, second = values[2 * i], values[2 * i + 1]
+            out[b] = (first, second, None) if self.locate == "graph" else (first, None, second)
+        return out
+
+
+def load_inputs(source, prepare, indices) -> np.ndarray:
+    """Net inputs (B, C, H, W) of images ``indices`` (vectorized where the source allows)."""
+    many = getattr(prepare, "many", None)
+    if many is not None and hasattr(source, "load_many"):
+        return many(source.load_many(np.asarray(list(indices), np.int64)))
+    return np.stack([prepare(source.load(i)) for i in indices])
 
 
 # -- one process -------------------------------------------------------------------------
 def batch_grid(count, batch_size):
     return int(math.ceil(count / batch_size))
+
+
+def check_batch(net, batch_size, count):
+    """InputError when an ONNX model with a fixed batch dimension cannot take the batch grid."""
+    inputs = [i for i in net.model.graph.input if i.name == net.input_name]
+    dims = inputs[0].type.tensor_type.shape.dim if inputs else []
+    fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
+    if fixed > 0 and (batch_size != fixed or count % fixed):
+        raise InputError(f"the model's input '{net.input_name}' has a fixed batch size of {fixed}; "
+                         f"use --batch-size {fixed}" + (f" and a multiple of {fixed} images" if count % fixed else ""))
 
 
 def new_result(job: ScanJob, source, net) -> MaxesResult:
@@ -265,8 +360,22 @@ def new_result(job: ScanJob, source, net) -> MaxesResult:
                        np.zeros(batch_grid(len(source), job.batch_size), bool), job.config())
 
 
+def _remove_stale_temporaries(output):
+    """Delete ``<output>.tmpPID`` files left by a killed run (one run per output at a time)."""
+    import glob
+
+    for path in glob.glob(glob.escape(output) + ".tmp*"):
+        if path[len(output) + 4:].isdigit():
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+
 def resume_or_new(job: ScanJob, source, net, output, overwrite=False):
     """The checkpoint at ``output`` when it belongs to this job, else a fresh result."""
+    if output:
+        _remove_stale_temporaries(output)
     if output and os.path.exists(output) and not overwrite:
         old = load_maxes(output)
         if old.config != job.config():
@@ -281,7 +390,7 @@ def resume_or_new(job: ScanJob, source, net, output, overwrite=False):
 
 
 def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2, progress=True,
-             overwrite=False, force_cpu=False) -> MaxesResult:
+             overwrite=False, force_cpu=False, max_batches=None, source=None, maxima=None) -> MaxesResult:
     """Scan ``job``'s shard; checkpoint into ``output`` and resume from it.
 
     Parameters
@@ -296,18 +405,25 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
         Batches between checkpoints (0: only at the end).
     workers : int
         Threads decoding and preprocessing images while the net runs.
+    max_batches : int, optional
+        Stop after this many batches (the result stays unfinished; a rerun continues).
+    source, maxima : optional
+        The opened source and :class:`ChannelMaxima` when the caller has them.
     """
     from tqdm import tqdm
 
     from .net import Net
 
-    source = open_source(job.source)
+    source = source or open_source(job.source)
     if net is None:
         net = Net.load(job.model, force_cpu=force_cpu)
+    check_batch(net, job.batch_size, len(source))
     result = resume_or_new(job, source, net, output, overwrite)
     shard_i, shard_n = parse_shard(job.shard)
     mine = np.arange(shard_i, len(result.batches_done), shard_n)
     pending = [int(k) for k in mine if not result.batches_done[k]]
+    if max_batches is not None:
+        pending = pending[:max_batches]
     bs = job.batch_size
     if not pending:
         if output and not os.path.exists(output):
@@ -315,13 +431,33 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
         return result
     prepare = make_preparer(job, net)
     total = sum(min(bs, len(source) - k * bs) for k in mine)
-    done = total - sum(min(bs, len(source) - k * bs) for k in pending)
+    done = total - sum(min(bs, len(source) - k * bs) for k in mine if not result.batches_done[k])
 
     def load_batch(k):
-        return np.stack([prepare(source.load(i)) for i in range(k * bs, min((k + 1) * bs, len(source)))])
+        return load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))))
+
+    maxima = maxima or ChannelMaxima(net, job.blobs)
+
+    held = []  # summaries not yet folded in: for small nets, several batches per update
+    #            amortize its fixed cost (up to 512 images or 64 MB of maps)
+
+    def fold_in():
+        for blob, lm in result.tracker.layers.items():
+            lm.update_batches([(s[blob][0], s[blob][1], np.arange(j * bs, j * bs + c), s[blob][2])
+                               for j, s, c in held])
+        for j, _, _ in held:
+            result.batches_done[j] = True
+        held.clear()
+
+    def track(k, summary, count, flush):
+        held.append((k, summary, count))
+        size = sum(m.nbytes for _, s, _ in held for _, _, m in s.values() if m is not None)
+        if flush or sum(c for _, _, c in held) >= 512 or size >= 64 << 20:
+            fold_in()
 
     since = 0
-    with ThreadPoolExecutor(max(1, workers)) as pool, \
+    last = None  # the previous batch's top-N update, running while the net runs the next batch
+    with ThreadPoolExecutor(max(1, workers)) as pool, ThreadPoolExecutor(1) as tracking, \
             tqdm(total=total, initial=done, unit="img", desc=f"find-maxes {job.shard}", disable=not progress,
                  file=sys.stderr, smoothing=0.1) as bar:
         queue = deque()
@@ -337,17 +473,26 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
                 nxt = next(todo, None)
                 if nxt is not None:
                     queue.append((nxt, pool.submit(load_batch, nxt)))
-                blobs = net.forward(x, blobs=job.blobs)
-                result.tracker.update(blobs, np.arange(k * bs, k * bs + len(x)))
-                result.batches_done[k] = True
-                bar.update(len(x))
+                summary = maxima(net.check_input(x))
+                if last is not None:
+                    last.result()  # updates stay in order, one at a time
                 since += 1
-                if output and checkpoint_every and since >= checkpoint_every and queue:
+                save_now = bool(output and checkpoint_every and since >= checkpoint_every and queue)
+                last = tracking.submit(track, k, summary, len(x), save_now or not queue)
+                bar.update(len(x))
+                if save_now:
+                    last.result()
                     save_maxes(result, output)
                     since = 0
+            if last is not None:
+                last.result()
         except KeyboardInterrupt:
             for _, fut in queue:
                 fut.cancel()
+            if last is not None:
+                last.result()
+            if held:
+                fold_in()  # what the net has already run is kept
             if output:
                 save_maxes(result, output)  # the batches finished so far are kept
             raise
@@ -356,21 +501,61 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     return result
 
 
+def benchmark(job: ScanJob, net, batches=10, workers=2, repeats=5) -> dict:
+    """Images per second of the pure forward pass (preloaded batches, the tracked blobs
+    fetched) and of the full scan (decoding, preprocessing, forward and top-N update; its
+    one-time setup excluded) over the same ``batches`` batches.
+
+    The two are measured alternately ``repeats`` times and the best of each is kept, so a
+    busy machine disturbs the ratio less.
+    """
+    import time
+
+    source = open_source(job.source)
+    prepare = make_preparer(job, net)
+    bs = job.batch_size
+    count = min(batches, batch_grid(len(source), bs))
+    xs = [load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source)))) for k in range(count)]
+    images = sum(len(x) for x in xs)
+    maxima = ChannelMaxima(net, job.blobs)
+    net.forward(xs[0], blobs=job.blobs)  # warm-up
+    maxima(xs[0])
+    forward_s, scan_s = [], []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        for x in xs:
+            net.forward(x, blobs=job.blobs)
+        forward_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        run_scan(replace(job, shard="0/1"), None, net=net, workers=workers, progress=False, max_batches=count,
+                 source=source, maxima=maxima)
+        scan_s.append(time.perf_counter() - t0)
+    return {"images": images, "forward_ips": images / min(forward_s), "scan_ips": images / min(scan_s),
+            "ratio": min(forward_s) / min(scan_s)}
+
+
 # -- many processes ----------------------------------------------------------------------
 def shard_path(output, i, n):
     stem, ext = os.path.splitext(output)
     return f"{stem}.shard-{i}-of-{n}{ext or '.h5'}"
 
 
-def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, force_cpu=False):
-    """Run one shard (on a Dask worker): returns its :class:`MaxesResult`."""
+def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, force_cpu=False, ort_threads=0):
+    """Run one shard (on a Dask worker): returns its :class:`MaxesResult`.
+
+    ``ort_threads`` caps ONNX Runtime's threads so the workers of one machine share its
+    cores instead of each taking all of them (0: all cores).
+    """
+    from .net import Net
+
     job = ScanJob(**job_config)
-    return run_scan(job, output, checkpoint_every=checkpoint_every, workers=workers, progress=False,
+    net = Net.load(job.model, force_cpu=force_cpu, threads=ort_threads)
+    return run_scan(job, output, net=net, checkpoint_every=checkpoint_every, workers=workers, progress=False,
                     force_cpu=force_cpu)
 
 
 def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, checkpoint_every=20,
-             decode_workers=2, progress=True, force_cpu=False, keep_shards=False) -> MaxesResult:
+             decode_workers=2, progress=True, force_cpu=False, keep_shards=False, overwrite=False) -> MaxesResult:
     """Scan ``job`` as ``shards`` shards on a Dask cluster and merge them into ``output``.
 
     Parameters
@@ -388,18 +573,29 @@ def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, che
 
     if parse_shard(job.shard) != (0, 1):
         raise InputError("--shard and a Dask run do not combine: the Dask run makes its own shards")
+    if os.path.exists(output) and not overwrite:
+        done = load_maxes(output)
+        if done.config == job.config() and done.complete:
+            return done
+        raise InputError(f"{output}: exists from a different or unfinished scan; use another -o or --overwrite")
     cluster = None
+    ort_threads = 0
     if scheduler:
         client = Client(scheduler)
     else:
+        ort_threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
     try:
         n = shards or max(1, len(client.scheduler_info()["workers"]))
         paths = [shard_path(output, i, n) for i in range(n)]
+        if overwrite:
+            for p in paths:
+                if os.path.exists(p):
+                    os.remove(p)
         futures = [client.submit(scan_shard_task, replace(job, shard=f"{i}/{n}").config(), paths[i],
-                                 checkpoint_every, decode_workers, force_cpu, pure=False)
+                                 checkpoint_every, decode_workers, force_cpu, ort_threads, pure=False)
                    for i in range(n)]
         results = {}
         with tqdm(total=n, unit="shard", desc="find-maxes (dask)", disable=not progress, file=sys.stderr) as bar:

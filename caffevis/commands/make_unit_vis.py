@@ -1,0 +1,111 @@
+"""caffevis make-unit-vis MAXES.h5 -o unit_jpg_vis [--layers ...] [--regularized]"""
+import os
+import sys
+
+
+def register(sub):
+    p = sub.add_parser("make-unit-vis", help="build the viewer's unit_jpg_vis tree (max_im / max_deconv "
+                                             "3x3 montages; regularized_opt with --regularized)",
+                       description="Write <outdir>/max_im/<layer>/<layer>_NNNN.jpg (the top-9 receptive-field "
+                                   "patches of unit NNNN, highest first, row-major) and max_deconv/... (their "
+                                   "deconvs), the layout the viewer's jpgvis pane reads "
+                                   "(caffevis_unit_jpg_dir).")
+    p.add_argument("maxes", help="HDF5 from find-maxes")
+    p.add_argument("-o", "--outdir", required=True, help="the unit_jpg_vis folder")
+    p.add_argument("--layers", action="append", help="blobs, comma-separated or repeated (default: all in the file)")
+    p.add_argument("--idx-begin", type=int, default=0, help="first unit (default 0)")
+    p.add_argument("--idx-end", type=int, help="one past the last unit (default: all)")
+    p.add_argument("-N", "--N", dest="n", type=int, default=9, help="tiles per montage, at most 9 (default 9)")
+    p.add_argument("--min-tile", type=int, default=64,
+                   help="enlarge receptive fields smaller than this many pixels by a whole factor (default 64; "
+                        "0: tiles at field size)")
+    p.add_argument("--from-patches", metavar="DIR",
+                   help="assemble the montages from crop-max-patches PNGs in DIR instead of recomputing")
+    p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative",
+                   help="LRN rule of the deconv (default derivative, as the toolbox)")
+    p.add_argument("--regularized", action="store_true",
+                   help="also run the regularized optimizer: regularized_opt/<layer>/<layer>_NNNN_montage.jpg "
+                        "and whole_layer.jpg (slow)")
+    p.add_argument("--settings", help="settings YAML for --regularized (default: the model and preprocessing "
+                                      "recorded in the maxes file)")
+    p.add_argument("--opt-max-iter", type=int, help="--regularized: iterations per run (default: the presets')")
+    p.add_argument("--opt-seeds", type=int, default=9, help="--regularized: runs per preset (default 9: a 3x3 "
+                                                             "quadrant)")
+    p.add_argument("--model", help="use this model instead of the one named in the file")
+    p.add_argument("--engine", choices=("onnx", "numpy"), default="onnx",
+                   help="backward engine: the exported ONNX graph (default, faster) or the NumPy deconvnet")
+    p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..errors import InputError
+    from ..maxes import load_maxes
+    from ..net import Net
+    from ..patches import make_max_tree, montage_from_patch_dir, save_image, unit_jpg_path
+
+    result = load_maxes(args.maxes)
+    layers = [b.strip() for item in args.layers for b in item.split(",") if b.strip()] if args.layers \
+        else list(result.layers)
+    for layer in layers:
+        if layer not in result.layers:
+            raise InputError(f"{args.maxes}: blob '{layer}' is not in the file (it has {', '.join(result.layers)})")
+    if not 1 <= args.n <= 9:
+        raise InputError(f"-N {args.n}: expected 1 to 9 (a 3x3 montage)")
+    maker = None
+    if not args.from_patches:
+        from ..patches import PatchMaker
+
+        net = Net.load(args.model, force_cpu=args.cpu) if args.model else None
+        maker = PatchMaker(result, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu)
+    count = 0
+    for layer in layers:
+        channels = result.layers[layer].channels
+        units = range(args.idx_begin, channels if args.idx_end is None else min(args.idx_end, channels))
+        if not len(units):
+            raise InputError(f"--idx-begin {args.idx_begin} / --idx-end {args.idx_end}: no units of '{layer}'")
+        if args.from_patches:
+            for unit in units:
+                for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
+                    img = montage_from_patch_dir(args.from_patches, layer, unit, kind, args.n)
+                    save_image(unit_jpg_path(args.outdir, tree, layer, unit), img / 255.0)
+                    count += 1
+        else:
+            count += len(make_max_tree(result, [layer], args.outdir, units=units, n=args.n, maker=maker,
+                                       min_tile=args.min_tile))
+        if args.regularized:
+            count += _regularized(args, result, layer, units)
+    print(f"wrote {count} montages under {os.path.join(args.outdir, '')}", file=sys.stderr)
+    return 0
+
+
+def _settings_for(args, result):
+    """Settings for the optimizer: --settings, with the maxes file's model and preprocessing
+    filling in what the file (or its absence) leaves unset."""
+    from ..settings import load_settings, model_overrides
+
+    pre = result.config.get("preprocess", {})
+    overrides = {}
+    if not args.settings:
+        overrides.update(model_overrides(args.model or result.config["model"]))
+        overrides.update({"caffevis_data_mean": pre.get("mean"), "caffevis_input_scale": pre.get("input_scale"),
+                          "caffevis_raw_scale": pre.get("raw_scale")})
+        if pre.get("channel_swap"):
+            overrides["caffe_net_channel_swap"] = pre["channel_swap"]
+    elif args.model:
+        overrides.update(model_overrides(args.model))
+    return load_settings(args.settings, overrides)
+
+
+def _regularized(args, result, layer, units):
+    """regularized_opt/<layer>/ via the optimizer's tree writer (caffevis.unit_vis)."""
+    from ..optimize import InputSpace
+    from ..unit_vis import make_regularized_opt_tree
+
+    settings = _settings_for(args, result)
+    net = settings.open_net(force_cpu=True if args.cpu else None)
+    space = InputSpace.from_settings(settings, net)
+    params = {"max_iter": args.opt_max_iter} if args.opt_max_iter else settings
+    done = make_regularized_opt_tree(net, params, layer, list(units), args.outdir, space=space,
+                                     seeds=args.opt_seeds)
+    return len(done.get("montages", []))

@@ -1,0 +1,348 @@
+"""Top-N patches of a unit: the receptive-field crops of its max images and their deconvs,
+written as the original ``crop_max_patches`` did, and the 3×3 montages of the viewer's
+``unit_jpg_vis`` tree.
+
+For each unit and each of its top-N entries (highest first) the image is run again, the
+unit's receptive field around the recorded max location is cropped from the preprocessed
+input (zero-padded where the field leaves the image), and the deconv / backprop of a 1.0
+seed at that location (started at the layer named like the blob, as the original's
+``deconv_from_layer``/``backward_from_layer``) is cropped the same way.
+
+Rendering follows the original's ``save_caffe_image``: ``maxim``, ``deconv`` and
+``backprop`` are scaled with 0 at mid-grey (``norm01c``); the ``*norm`` images are the
+L2 norm over channels scaled min-to-max. (The original also upsampled those one-channel
+norm images 10×; we save them at crop size.)
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections import OrderedDict
+
+import numpy as np
+
+from .errors import InputError
+from .receptive import crop_region, net_fields
+
+KINDS = ("maxim", "deconv", "deconvnorm", "backprop", "backpropnorm")
+#: Grey of the lines between montage tiles (as in the toolbox's published screenshot).
+MONTAGE_GAP_COLOUR = (82, 82, 82)
+MONTAGE_GAP = 2
+
+
+# -- pure rendering ----------------------------------------------------------------------
+def norm01c(arr, center=0.0):
+    """Map values to [0, 1] with ``center`` at 0.5 and the largest deviation at 0 or 1."""
+    arr = np.asarray(arr, np.float64) - center
+    return arr / (max(2 * arr.max(), -2 * arr.min()) + 1e-10) + 0.5
+
+
+def norm01(arr):
+    """Map the minimum to 0 and the maximum to 1."""
+    arr = np.asarray(arr, np.float64)
+    arr = arr - arr.min()
+    return arr / (arr.max() + 1e-10)
+
+
+def to_display(chw, channel_swap=None):
+    """(C, H, W) in the net's channel order -> (H, W, 3) RGB, or (H, W) for one channel."""
+    chw = np.asarray(chw)
+    if chw.ndim == 2:
+        return chw
+    if chw.shape[0] == 1:
+        return chw[0]
+    swap = list(channel_swap) if channel_swap else [2, 1, 0]
+    rgb = np.empty_like(chw)
+    rgb[swap] = chw  # input channel i holds image channel swap[i]
+    return rgb.transpose(1, 2, 0)
+
+
+def render(kind, crop, channel_swap=None):
+    """The display image (float in [0, 1]) of one crop of the given kind."""
+    if kind.endswith("norm"):
+        return norm01(np.linalg.norm(np.asarray(crop, np.float64), axis=0))
+    return norm01c(to_display(crop, channel_swap), 0.0)
+
+
+def to_uint8(img01):
+    return np.clip(np.rint(np.asarray(img01) * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_image(path, img01, quality=95):
+    """Write a [0, 1] RGB or grey image (PNG or JPEG by the name)."""
+    import cv2
+
+    img = to_uint8(img01)
+    if img.ndim == 3:
+        img = np.ascontiguousarray(img[:, :, ::-1])
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    ext = os.path.splitext(path)[1].lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, img, params)
+    if not ok:
+        raise InputError(f"{path}: cannot encode an image with extension '{ext}'")
+    buf.tofile(path)
+
+
+def montage(tiles, rows=3, cols=3, gap=MONTAGE_GAP, gap_colour=MONTAGE_GAP_COLOUR, size=None):
+    """A rows×cols grid of [0, 1] images (uint8 RGB), row-major, highest first.
+
+    Tiles are resized (area / bilinear) to ``size`` (h, w) (default: the largest tile);
+    missing tiles (a unit with fewer than rows×cols entries) stay gap-coloured.
+    """
+    import cv2
+
+    tiles = [t if t.ndim == 3 else np.repeat(np.asarray(t)[:, :, None], 3, axis=2) for t in tiles]
+    if size is None:
+        size = (max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)) if tiles else (1, 1)
+    th, tw = size
+    out = np.empty((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, 3), np.uint8)
+    out[:] = np.asarray(gap_colour, np.uint8)
+    for k, tile in enumerate(tiles[:rows * cols]):
+        if tile.shape[:2] != (th, tw):
+            if th % tile.shape[0] == 0 and tw % tile.shape[1] == 0:
+                interp = cv2.INTER_NEAREST  # integer upscaling keeps small fields' pixels crisp
+            else:
+                interp = cv2.INTER_AREA if tile.shape[0] > th else cv2.INTER_LINEAR
+            tile = cv2.resize(np.asarray(tile, np.float32), (tw, th), interpolation=interp)
+        r, c = divmod(k, cols)
+        out[r * (th + gap):r * (th + gap) + th, c * (tw + gap):c * (tw + gap) + tw] = to_uint8(tile)
+    return out
+
+
+# -- computing the patches of one unit -----------------------------------------------------
+class PatchMaker:
+    """Re-runs a maxes file's images and crops each unit's top-N patches.
+
+    Parameters
+    ----------
+    result : MaxesResult
+        From :func:`caffevis.maxes.load_maxes`.
+    net : Net, optional
+        Default: the model named in the file.
+    lrn : {'derivative', 'identity'}
+        LRN rule of the deconv (the toolbox's Caffe branch: derivative).
+    engine : {'onnx', 'numpy'}
+        Backward engine (see :meth:`caffevis.net.Net.backward`); the exported ONNX graph
+        is the faster one on ONNX Runtime.
+    cache : int
+        Preprocessed images and their blob values kept in memory (units of one blob
+        share many images).
+    """
+
+    def __init__(self, result, net=None, lrn="derivative", engine="onnx", force_cpu=False, warn=None, cache=256):
+        from .net import Net
+        from .scan import ScanJob, make_preparer, open_source
+
+        self.result = result
+        job_fields = {k: result.config[k] for k in ScanJob.__dataclass_fields__ if k in result.config}
+        self.job = ScanJob(**job_fields)
+        self.net = net or Net.load(self.job.model, force_cpu=force_cpu)
+        self.source = open_source(self.job.source)
+        if self.source.names != result.images:
+            raise InputError(f"{self.job.source['path']}: the input list differs from the one the maxes were found on")
+        self.prepare = make_preparer(self.job, self.net)
+        self.fields = net_fields(self.net)
+        self.swap = self.job.preprocess.get("channel_swap")
+        self.lrn, self.engine = lrn, engine
+        self.warn = warn or (lambda msg: print(f"caffevis: {msg}", file=sys.stderr))
+        self.cache = cache
+        self._inputs = OrderedDict()  # image index -> (C, H, W) net input
+        self._values = OrderedDict()  # (blob, image index) -> the blob for that image
+
+    def _remember(self, store, key, value):
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > self.cache:
+            store.popitem(last=False)
+
+    def inputs(self, indices):
+        """Net inputs (B, C, H, W) of the given images (decoded and preprocessed once)."""
+        for i in indices:
+            if i not in self._inputs:
+                self._remember(self._inputs, i, self.prepare(self.source.load(i)))
+            else:
+                self._inputs.move_to_end(i)
+        return np.stack([self._inputs[i] for i in indices])
+
+    def values(self, layer, indices):
+        """The blob for each image (run once per image and blob)."""
+        missing = [i for i in dict.fromkeys(indices) if (layer, i) not in self._values]
+        if missing:
+            out = self.net.forward(self.inputs(missing), blobs=[layer])[layer]
+            for i, v in zip(missing, out):
+                self._remember(self._values, (layer, i), v)
+        return [self._values[(layer, i)] for i in indices]
+
+    def entries(self, layer, unit, n=None):
+        """The unit's top entries: list of (rank, value, image_index, label, (y, x) or None)."""
+        lm = self.result.layers[layer]
+        n = lm.n if n is None else min(n, lm.n)
+        labels = self.result.label_of(layer)
+        out = []
+        for j in range(n):
+            idx = int(lm.image_index[unit, j])
+            if idx < 0:
+                break
+            loc = tuple(int(v) for v in lm.location[unit, j]) if lm.spatial else None
+            out.append((j, float(lm.max_vals[unit, j]), idx, int(labels[unit, j]), loc))
+        return out
+
+    def unit(self, layer, unit, n=None, kinds=("maxim", "deconv")):
+        """Crops of the unit's top entries.
+
+        Returns
+        -------
+        entries : list
+            As :meth:`entries`.
+        crops : dict
+            kind -> list of (C, h, w) arrays in the net's channel order, for the wanted
+            kinds among ``maxim``, ``deconv`` and ``backprop`` (``*norm`` kinds use the
+            same crops as ``deconv`` / ``backprop``).
+        """
+        if layer not in self.result.layers:
+            raise InputError(f"blob '{layer}' is not in the maxes file (it has {', '.join(self.result.layers)})")
+        lm = self.result.layers[layer]
+        if not 0 <= unit < lm.channels:
+            raise InputError(f"unit {unit} out of range (blob '{layer}' has {lm.channels} channels)")
+        entries = self.entries(layer, unit, n)
+        crops = OrderedDict()
+        if not entries:
+            return entries, crops
+        x = self.inputs([e[2] for e in entries])
+        for (j, val, idx, _, loc), v in zip(entries, self.values(layer, [e[2] for e in entries])):
+            got = float(v[unit][loc] if loc is not None else v[unit])
+            if abs(got - val) > 0.1:
+                self.warn(f"{layer} unit {unit} entry {j}: recorded value {val:.6g} differs from the reproduced "
+                          f"{got:.6g} (same images, model and preprocessing?)")
+        field = self.fields[layer]
+        regions = [field.region(unit, *(loc or (0, 0))) for (_, _, _, _, loc) in entries]
+        if "maxim" in kinds:
+            crops["maxim"] = [crop_region(img, r) for img, r in zip(x, regions)]
+        seed = np.zeros((len(entries),) + tuple(self.net.blob_shapes[layer][1:]), np.float32)
+        for b, e in enumerate(entries):
+            seed[(b, unit) + (e[4] or ())] = 1.0
+        for mode in ("deconv", "backprop"):
+            if mode in kinds or mode + "norm" in kinds:
+                diff = self.net.backward(x, layer, seed, mode=mode, lrn=self.lrn, start="layer", engine=self.engine)
+                crops[mode] = [crop_region(d, r) for d, r in zip(diff, regions)]
+                if all(not np.any(c) for c in crops[mode]):
+                    self.warn(f"{layer} unit {unit}: the {mode} is all zeros")
+        return entries, crops
+
+
+def info_line(entry, spatial, filename):
+    """``is_conv val image_idx label [y x] filename`` (the original's info.txt)."""
+    j, val, idx, label, loc = entry
+    parts = [str(int(spatial)), f"{val:.6f}", str(idx), str(label)]
+    if spatial:
+        parts += [str(loc[0]), str(loc[1])]
+    return " ".join(parts + [filename])
+
+
+def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_begin=0, idx_end=None,
+                     maker=None, progress=True, **maker_args):
+    """Write ``<outdir>/<layer>/unit_NNNN/{kind}_NNN.png`` (and ``info.txt``) per unit.
+
+    Parameters
+    ----------
+    result : MaxesResult
+    layer : str
+        A blob in the maxes file.
+    kinds : sequence of str
+        Among :data:`KINDS`.
+    info : bool
+        Write ``info.txt``.
+    idx_begin, idx_end : int
+        Units ``idx_begin <= unit < idx_end`` (default: all).
+    """
+    from tqdm import tqdm
+
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise InputError(f"unknown patch kind '{bad[0]}' (kinds: {', '.join(KINDS)})")
+    if not kinds and not info:
+        raise InputError("nothing to do: give at least one of --do-maxes, --do-deconv, --do-deconv-norm, "
+                         "--do-backprop, --do-backprop-norm, --do-info")
+    maker = maker or PatchMaker(result, **maker_args)
+    if layer not in result.layers:
+        raise InputError(f"blob '{layer}' is not in the maxes file (it has {', '.join(result.layers)})")
+    lm = result.layers[layer]
+    end = lm.channels if idx_end is None else min(idx_end, lm.channels)
+    if not 0 <= idx_begin < end:
+        raise InputError(f"--idx-begin {idx_begin} / --idx-end {idx_end}: empty unit range (blob '{layer}' "
+                         f"has {lm.channels} channels)")
+    need = {k for k in kinds if not k.endswith("norm")} | {k[:-4] for k in kinds if k.endswith("norm")}
+    for unit in tqdm(range(idx_begin, end), desc=f"crop-max-patches {layer}", unit="unit",
+                     disable=not progress, file=sys.stderr):
+        unit_dir = os.path.join(outdir, layer, f"unit_{unit:04d}")
+        os.makedirs(unit_dir, exist_ok=True)
+        if need:
+            entries, crops = maker.unit(layer, unit, n, kinds=need)
+        else:
+            entries, crops = maker.entries(layer, unit, n), {}
+        for kind in kinds:
+            base = kind[:-4] if kind.endswith("norm") else kind
+            for e, crop in zip(entries, crops.get(base, [])):
+                save_image(os.path.join(unit_dir, f"{kind}_{e[0]:03d}.png"), render(kind, crop, maker.swap))
+        if info:
+            with open(os.path.join(unit_dir, "info.txt"), "w", encoding="utf-8") as f:
+                for e in entries:
+                    f.write(info_line(e, lm.spatial, result.images[e[2]]) + "\n")
+    return maker
+
+
+# -- the viewer's tree -------------------------------------------------------------------
+def unit_jpg_path(root, kind, layer, unit):
+    """``<root>/<kind>/<layer>/<layer>_NNNN.jpg`` (kind: max_im, max_deconv), the viewer's names."""
+    return os.path.join(root, kind, layer, f"{layer}_{unit:04d}.jpg")
+
+
+def make_max_tree(result, layers, root, units=None, n=9, maker=None, progress=True, min_tile=64, **maker_args):
+    """Write the 3×3 ``max_im`` and ``max_deconv`` montages of the given blobs under ``root``.
+
+    Tiles are the maxim / deconv crops (rendered as :func:`render`), resized to the
+    blob's largest receptive field so every unit of a blob has the same montage size;
+    fields smaller than ``min_tile`` pixels are enlarged by a whole factor (nearest
+    neighbour) so the viewer does not blur them.
+    """
+    from tqdm import tqdm
+
+    maker = maker or PatchMaker(result, **maker_args)
+    written = []
+    for layer in layers:
+        if layer not in result.layers:
+            raise InputError(f"blob '{layer}' is not in the maxes file (it has {', '.join(result.layers)})")
+        lm = result.layers[layer]
+        size = maker.fields[layer].field_size()
+        if min_tile and max(size) < min_tile:
+            factor = -(-min_tile // max(size))
+            size = (size[0] * factor, size[1] * factor)
+        for unit in tqdm(list(units if units is not None else range(lm.channels)), desc=f"make-unit-vis {layer}",
+                         unit="unit", disable=not progress, file=sys.stderr):
+            entries, crops = maker.unit(layer, unit, n, kinds=("maxim", "deconv"))
+            for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
+                tiles = [render(kind, c, maker.swap) for c in crops.get(kind, [])]
+                path = unit_jpg_path(root, tree, layer, unit)
+                save_image(path, montage(tiles, size=size) / 255.0)
+                written.append(path)
+    return written
+
+
+def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9):
+    """Montage of ``crop_max_patches`` PNGs (``<patch_dir>/<layer>/unit_NNNN/<kind>_NNN.png``)."""
+    import cv2
+
+    unit_dir = os.path.join(patch_dir, layer, f"unit_{unit:04d}")
+    tiles = []
+    for j in range(n):
+        path = os.path.join(unit_dir, f"{kind}_{j:03d}.png")
+        if not os.path.isfile(path):
+            break
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise InputError(f"{path}: not a readable image")
+        tiles.append((img[:, :, ::-1] if img.ndim == 3 else img) / 255.0)
+    if not tiles:
+        raise InputError(f"{unit_dir}: no {kind}_NNN.png patches (run crop-max-patches first)")
+    return montage(tiles)
