@@ -25,9 +25,7 @@ from . import numpy_ops as ops
 from .caffe.to_onnx import ave_divisor, broadcast_shape, pool_geometry
 from .errors import InputError
 
-MODES = ("backprop", "deconv", "guided")
-LRN_RULES = ("derivative", "identity")
-STARTS = ("last", "layer")
+from .grad import LRN_RULES, MODES, STARTS, check_backward_args  # noqa: E402,F401
 
 
 def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start="last",
@@ -65,12 +63,7 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
     -------
     ndarray shaped like ``data`` (float32), and a dict blob -> diff when ``blob_diffs``.
     """
-    if mode not in MODES:
-        raise InputError(f"mode '{mode}': expected one of {', '.join(MODES)}")
-    if lrn not in LRN_RULES:
-        raise InputError(f"lrn '{lrn}': expected one of {', '.join(LRN_RULES)}")
-    if start not in STARTS:
-        raise InputError(f"start '{start}': expected one of {', '.join(STARTS)}")
+    check_backward_args(mode, lrn, start)
     data = net.check_input(data)
     reads, writes, final = net.versions
     first, seed_version = _start_point(net, blob, start, writes, final)

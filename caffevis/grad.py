@@ -27,7 +27,7 @@ import onnx
 
 from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_sum, emit_forward,
                             param_name, pool_geometry, spatial_window_sum)
-from .errors import InputError, ModelError
+from .errors import InputError
 from .onnx_graph import GraphBuilder
 from .runtime import make_session
 
@@ -45,6 +45,13 @@ def input_diff_name(name):
 
 def param_grad_name(layer, i):
     return f"grad:{param_name(layer, i)}"
+
+
+def check_backward_args(mode, lrn, start):
+    """One-line errors for the three rule choices shared by both backward engines."""
+    for name, value, allowed in (("mode", mode, MODES), ("lrn", lrn, LRN_RULES), ("start", start, STARTS)):
+        if value not in allowed:
+            raise InputError(f"{name} '{value}': expected one of {', '.join(allowed)}")
 
 
 # -- seeds ---------------------------------------------------------------------------
@@ -108,12 +115,7 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     with Caffe's SoftmaxWithLoss gradient ``(softmax(z) - onehot) / N`` (for training);
     the loss and the blob value are then outputs too.
     """
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {MODES}, got '{mode}'")
-    if lrn not in LRN_RULES:
-        raise InputError(f"lrn must be one of {LRN_RULES}, got '{lrn}'")
-    if start not in STARTS:
-        raise InputError(f"start must be one of {STARTS}, got '{start}'")
+    check_backward_args(mode, lrn, start)
     if hasattr(net_or_plans, "layers"):
         plans, input_name, input_shape = net_or_plans.layers, net_or_plans.input_name, net_or_plans.input_shape
     else:
@@ -200,7 +202,7 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
         g.op("Identity", [d], outputs=[param_grad_name(layer, i)])
         outputs.append(param_grad_name(layer, i))
     for name in outputs:
-        g.add_output(name, None, np.int64 if False else None)
+        g.add_output(name, None)
     meta = {"caffevis_gradient": f"blob={blob} mode={mode} lrn={lrn} start={start} loss={loss}"}
     return g.model(f"grad_{blob}", meta), outputs
 
@@ -243,11 +245,8 @@ def _conv_weight_grad(g, inp, dout, a, transposed):
     (ph, pw), (sh, sw), (dh, dw), (kh, kw), groups = a["pad"], a["stride"], a["dilation"], a["kernel"], a["group"]
     if transposed:  # ConvTranspose: the roles of input and output swap
         inp, dout = dout, inp
-    xs = g.op("Split", [inp, g.ints([0])], n_out=groups, axis=1, hint="wg_x") if groups > 1 else [inp]
-    ds = g.op("Split", [dout, g.ints([0])], n_out=groups, axis=1, hint="wg_d") if groups > 1 else [dout]
-    if groups > 1:  # equal split: drop the split-sizes input
-        xs = _equal_split(g, inp, groups)
-        ds = _equal_split(g, dout, groups)
+    xs = _equal_split(g, inp, groups) if groups > 1 else [inp]
+    ds = _equal_split(g, dout, groups) if groups > 1 else [dout]
     parts = []
     for x, d in zip(xs, ds):
         xt = g.op("Transpose", [x], "wg_xt", perm=[1, 0, 2, 3])
@@ -260,15 +259,13 @@ def _conv_weight_grad(g, inp, dout, a, transposed):
 
 
 def _equal_split(g, x, n):
-    outs = [g.fresh("split") for _ in range(n)]
-    g.op("Split", [x], outputs=outs, axis=1, num_outputs=n) if False else None
-    g.nodes.append(onnx.helper.make_node("Split", [x], outs, axis=1, name=g.fresh("node:Split")))
-    return outs
+    """Split channels into ``n`` equal groups (opset 17 Split: sizes implied by outputs)."""
+    return g.op("Split", [x], "group_split", n_out=n, axis=1)
 
 
 def _vjp_conv(ctx, p, ins, outs, dtops, aux, params):
     g, a, dy = ctx.g, p.attrs, dtops[0]
-    (h, w), (oh, ow) = p.bottom_shapes[0][2:], p.top_shapes[0][2:]
+    h, w = p.bottom_shapes[0][2:]
     kw_ = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), dilations=list(a["dilation"]),
                pads=list(a["pad"]) * 2, group=a["group"])
     if p.type == "Convolution":
@@ -406,10 +403,8 @@ def _vjp_softmax(ctx, p, ins, outs, dtops, aux, params):
 
 def _vjp_concat(ctx, p, ins, outs, dtops, aux, params):
     g = ctx.g
-    parts = [g.fresh("concat_dx") for _ in ins]
-    g.nodes.append(onnx.helper.make_node("Split", [dtops[0], g.ints(p.attrs["sizes"])], parts,
-                                         axis=p.attrs["axis"], name=g.fresh("node:concat_split")))
-    return parts, None
+    parts = g.op("Split", [dtops[0], g.ints(p.attrs["sizes"])], "concat_dx", n_out=len(ins), axis=p.attrs["axis"])
+    return (parts if len(ins) > 1 else [parts]), None
 
 
 def _vjp_eltwise(ctx, p, ins, outs, dtops, aux, params):

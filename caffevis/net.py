@@ -11,7 +11,7 @@ import onnx
 
 from .caffe import reader
 from .caffe.layers import plan as plan_layers
-from .caffe.to_onnx import FORMAT_VERSION, assign_versions, blob_order, convert, param_name
+from .caffe.to_onnx import FORMAT_VERSION, assign_versions, convert, param_name
 from .errors import InputError, ModelError
 from .runtime import make_session
 
@@ -231,7 +231,6 @@ class Net:
         -------
         ndarray shaped like ``data`` (and a dict when ``blob_diffs``).
         """
-        from . import grad
 
         if not self.is_caffe:
             raise ModelError("backward needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")

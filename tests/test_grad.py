@@ -10,7 +10,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from onnx.reference import ReferenceEvaluator
 
 from caffevis.caffe.fillers import fill_weights
-from caffevis.caffe.layers import plan
 from caffevis.caffe.reader import load_caffe
 from caffevis.caffe.to_onnx import convert, pool_geometry
 from caffevis.grad import build_gradient_model, input_diff_name, param_grad_name
