@@ -1,0 +1,293 @@
+"""Per-unit regularized-optimization images for the viewer's jpgvis pane and pattern mode.
+
+Writes the ``regularized_opt`` part of a ``unit_jpg_vis`` tree, the layout DeepVis reads
+(the original shipped no code to make it)::
+
+    <outdir>/regularized_opt/<layer>/<layer>_NNNN_montage.jpg   one per unit
+    <outdir>/regularized_opt/<layer>/<layer>_NNNN_info.json     what each run found
+    <outdir>/regularized_opt/<layer>/whole_layer.jpg            square sprite sheet
+
+**Montage layout** (what DeepVis' ``crop_to_corner`` expects): a square image made of a
+2x2 grid of quadrants; each quadrant has a 2-px border (large padding) around a
+``grid`` x ``grid`` grid of cells, each cell an image with a 1-px border (small padding).
+Quadrant q (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) holds preset
+``MONTAGE_PRESETS[q]`` = q + 1 of the paper's Table 1, so the viewer's corner 2
+(bottom-left) shows preset 3, the setting used for most of the paper's figures. Cell k
+(row-major) is the run with ``rand_seed = k``; each cell is that run's ``best_X`` image
+(0 at grey, as ``best_X.jpg``). ``grid`` is ⌈√seeds⌉: 9 seeds (the original's 3x3) by
+default; 1 seed gives one image per quadrant, which ``crop_to_corner`` still crops exactly.
+Padding is black.
+
+**whole_layer.jpg**: ⌈√n⌉ x ⌈√n⌉ sprites for the layer's n channels, no gaps, row-major,
+each the preset-3 seed-0 image (cut from the unit's montage), black where a unit has no
+montage yet.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from .errors import InputError, SettingsError
+from .optimize import (InputSpace, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
+                       render_best_x, write_jpg)
+
+MONTAGE_PRESETS = (1, 2, 3, 4)
+SMALL_PAD = 1
+LARGE_PAD = 2
+SPRITE_PRESET = 3
+
+
+# -- layouts (pure functions on uint8 images) ---------------------------------------------------
+def quadrant_size(cell: int, grid: int) -> int:
+    """Side of one montage quadrant for square cells of side ``cell``."""
+    return 2 * LARGE_PAD + grid * (cell + 2 * SMALL_PAD)
+
+
+def make_montage(quadrants, grid, cell_shape):
+    """Assemble the 2x2-of-grid x grid montage.
+
+    Parameters
+    ----------
+    quadrants : list of up to 4 lists of (H, W, 3) uint8 images (None: left black)
+    grid : int
+        Cells per quadrant side.
+    cell_shape : (H, W)
+        H == W is required by the square montage.
+    """
+    h, w = cell_shape
+    if h != w:
+        raise InputError(f"montage cells must be square; got {h}x{w}")
+    q = quadrant_size(h, grid)
+    out = np.zeros((2 * q, 2 * q, 3), np.uint8)
+    for qi, cells in enumerate(quadrants):
+        if len(cells) > grid * grid:
+            raise InputError(f"quadrant {qi} has {len(cells)} images; a {grid}x{grid} grid holds {grid * grid}")
+        top, left = (qi // 2) * q, (qi % 2) * q
+        for k, img in enumerate(cells):
+            if img is None:
+                continue
+            r, c = divmod(k, grid)
+            y = top + LARGE_PAD + r * (h + 2 * SMALL_PAD) + SMALL_PAD
+            x = left + LARGE_PAD + c * (w + 2 * SMALL_PAD) + SMALL_PAD
+            out[y:y + h, x:x + w] = img
+    return out
+
+
+def crop_to_corner(img, corner, small_padding=SMALL_PAD, large_padding=LARGE_PAD):
+    """One quadrant of a montage without its outer padding (as the viewer crops it)."""
+    if corner not in (0, 1, 2, 3):
+        raise InputError(f"corner must be 0, 1, 2 or 3, got {corner!r}")
+    if img.shape[0] != img.shape[1] or img.shape[0] % 2:
+        raise InputError(f"montage is {img.shape[0]}x{img.shape[1]}; expected a square with an even side")
+    half = img.shape[0] // 2
+    bi, bj = corner // 2, corner % 2
+    tp = small_padding + large_padding
+    return img[bi * half + tp:(bi + 1) * half - tp, bj * half + tp:(bj + 1) * half - tp]
+
+
+def montage_cell(img, corner, index, grid):
+    """Cell ``index`` (row-major) of quadrant ``corner``."""
+    quad = crop_to_corner(img, corner)
+    cell = (quad.shape[0] - 2 * SMALL_PAD * (grid - 1)) // grid
+    r, c = divmod(index, grid)
+    y, x = r * (cell + 2 * SMALL_PAD), c * (cell + 2 * SMALL_PAD)
+    return quad[y:y + cell, x:x + cell]
+
+
+def montage_grid(montage_side, cell):
+    """The grid of a montage of side ``montage_side`` with cells of side ``cell``."""
+    grid = (montage_side // 2 - 2 * LARGE_PAD) / (cell + 2 * SMALL_PAD)
+    if grid != int(grid) or grid < 1:
+        raise InputError(f"a {montage_side}-px montage does not hold {cell}-px cells")
+    return int(grid)
+
+
+def make_sprite_sheet(sprites, n, sprite_shape):
+    """Square sheet of ⌈√n⌉ x ⌈√n⌉ sprites, no gaps, row-major; None entries stay black."""
+    side = int(math.ceil(math.sqrt(n)))
+    h, w = sprite_shape
+    out = np.zeros((side * h, side * w, 3), np.uint8)
+    for i, img in enumerate(sprites):
+        if img is None:
+            continue
+        r, c = divmod(i, side)
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    return out
+
+
+def split_sprite_sheet(img, n):
+    """The n sprites of a square sprite sheet (the viewer's reading side)."""
+    side = int(math.ceil(math.sqrt(n)))
+    if img.shape[0] % side or img.shape[1] % side:
+        raise InputError(f"sprite sheet {img.shape[1]}x{img.shape[0]} does not divide into {side}x{side} sprites")
+    h, w = img.shape[0] // side, img.shape[1] // side
+    return [img[(i // side) * h:(i // side + 1) * h, (i % side) * w:(i % side + 1) * w] for i in range(n)]
+
+
+# -- paths ----------------------------------------------------------------------------------------
+def layer_dir(outdir, layer):
+    return os.path.join(outdir, "regularized_opt", layer)
+
+
+def montage_path(outdir, layer, unit):
+    return os.path.join(layer_dir(outdir, layer), f"{layer}_{unit:04d}_montage.jpg")
+
+
+def info_path(outdir, layer, unit):
+    return os.path.join(layer_dir(outdir, layer), f"{layer}_{unit:04d}_info.json")
+
+
+# -- the driver -----------------------------------------------------------------------------------
+def _resolve(net, settings_or_params, space):
+    """(overrides dict, InputSpace) from a Settings object or a mapping of parameter overrides."""
+    overrides = {}
+    if settings_or_params is None:
+        pass
+    elif hasattr(settings_or_params, "caffevis_data_mean"):  # a caffevis.settings.Settings
+        space = space or InputSpace.from_settings(settings_or_params, net)
+    elif isinstance(settings_or_params, OptimizeParams):
+        overrides = {k: v for k, v in settings_or_params.as_dict().items()
+                     if k in ("start_at", "push_dir", "push_spatial", "max_iter")}
+    elif isinstance(settings_or_params, dict):
+        overrides = dict(settings_or_params)
+    else:
+        raise SettingsError(f"settings_or_params: expected Settings, OptimizeParams or a mapping, "
+                            f"got {type(settings_or_params).__name__}")
+    for key in ("push_layer", "push_channel", "rand_seed"):
+        if key in overrides:
+            raise SettingsError(f"settings_or_params: '{key}' is set per unit and seed by the montage maker")
+    return overrides, space or InputSpace.build(net.input_shape)
+
+
+def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, space=None,
+                              presets=MONTAGE_PRESETS, seeds=9, batch_size=8, brave=False, progress=True,
+                              write_whole_layer=True):
+    """Optimize each unit with the four presets and write montages and the sprite sheet.
+
+    Parameters
+    ----------
+    net : caffevis.net.Net
+    settings_or_params : Settings, dict, OptimizeParams or None
+        Settings give the input space (mean, scales, channel swap). A dict gives parameter
+        overrides applied to every preset (e.g. ``{'max_iter': 50}`` for a quick look; not
+        push_layer / push_channel / rand_seed, which the maker sets).
+    layer : str
+        Blob whose units are visualized.
+    units : iterable of int or None
+        Channels; None: all.
+    outdir : str
+        Root of the ``unit_jpg_vis`` tree.
+    space : InputSpace, optional
+        Overrides the one derived from settings (default: no mean, 0-255).
+    presets : sequence of up to 4 preset numbers
+        Quadrant order (default 1, 2, 3, 4).
+    seeds : int
+        Runs per preset (rand_seed 0 .. seeds-1); 9 fills the original's 3x3 quadrants.
+    batch_size : int
+        Runs per ORT batch (a unit's runs are never split across batches when they fit).
+    brave : bool
+        Recompute units whose montage exists (otherwise they are skipped: resumable).
+    write_whole_layer : bool
+        Rebuild ``whole_layer.jpg`` from every montage of the layer at the end (also after
+        Ctrl-C, so it shows what is done).
+
+    Returns
+    -------
+    dict with ``done``, ``skipped`` (unit lists), ``montages`` (paths) and ``whole_layer``.
+    """
+    from tqdm import tqdm
+
+    presets = tuple(presets)
+    if not 1 <= len(presets) <= 4 or any(p not in (1, 2, 3, 4) for p in presets):
+        raise SettingsError(f"presets: expected up to four of 1, 2, 3, 4; got {list(presets)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise SettingsError(f"seeds: expected an integer >= 1, got {seeds!r}")
+    overrides, space = _resolve(net, settings_or_params, space)
+    objective = UnitObjective(net, layer)
+    n_channels = objective.blob_shape[0]
+    units = list(range(n_channels)) if units is None else [int(u) for u in units]
+    grid = int(math.ceil(math.sqrt(seeds)))
+    cell_shape = space.shape[1:]
+    jobs_of = {}
+    for u in units:
+        jobs_of[u] = [preset_params(p, push_layer=layer, push_channel=u, rand_seed=s, **overrides)
+                      for p in presets for s in range(seeds)]
+        push_unit_for(jobs_of[u][0], objective.blob_shape)  # validate every unit before any work
+    done, skipped = [], [u for u in units if os.path.exists(montage_path(outdir, layer, u)) and not brave]
+    todo = [u for u in units if u not in skipped]
+    os.makedirs(layer_dir(outdir, layer), exist_ok=True)
+    per_unit = len(presets) * seeds
+    units_per_batch = max(1, batch_size // per_unit)
+    total = sum(j.max_iter for u in todo for j in jobs_of[u])
+    bar = tqdm(total=total, unit="it", disable=not progress, file=sys.stderr, desc=f"regularized_opt {layer}")
+    try:
+        for start in range(0, len(todo), units_per_batch):
+            chunk = todo[start:start + units_per_batch]
+            jobs = [j for u in chunk for j in jobs_of[u]]
+            results = []
+            for s in range(0, len(jobs), max(batch_size, 1)):
+                part = jobs[s:s + batch_size]
+                results += optimize(net, part, space, objective=objective, progress=bar.update)
+                bar.update(sum(j.max_iter for j in part) - sum(len(r.ii) for r in results[-len(part):]))
+            for i, u in enumerate(chunk):
+                _write_unit(outdir, layer, u, results[i * per_unit:(i + 1) * per_unit], presets, seeds, grid,
+                            cell_shape, space)
+                done.append(u)
+            bar.set_postfix_str(f"units {len(done)}/{len(todo)}")
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"caffevis: interrupted; {len(done)} of {len(todo)} units written to {layer_dir(outdir, layer)} "
+              f"(run again to resume)", file=sys.stderr)
+        if write_whole_layer:
+            write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets)
+        raise
+    bar.close()
+    whole = write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets) if write_whole_layer else None
+    return {"done": done, "skipped": skipped, "montages": [montage_path(outdir, layer, u) for u in units],
+            "whole_layer": whole, "grid": grid, "presets": list(presets)}
+
+
+def _write_unit(outdir, layer, unit, results, presets, seeds, grid, cell_shape, space):
+    quadrants = []
+    for qi in range(len(presets)):
+        runs = results[qi * seeds:(qi + 1) * seeds]
+        quadrants.append([render_best_x(r.best_x, space) if r.best_x is not None else None for r in runs])
+    record = {"layer": layer, "unit": unit, "grid": grid, "seeds": seeds,
+              "quadrants": {str(q): f"preset {p}" for q, p in enumerate(presets)},
+              "runs": [{"preset": presets[i // seeds], "rand_seed": r.params.rand_seed,
+                        "push_unit": list(r.push_unit), "best_obj": r.best_obj, "best_ii": r.best_ii,
+                        "majority_ii": r.majority_ii, "meta_result": r.meta_result,
+                        "iterations": len(r.ii), "params": r.params.as_dict()} for i, r in enumerate(results)],
+              "input_space": space.describe()}
+    path = info_path(outdir, layer, unit)
+    with open(f"{path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    os.replace(f"{path}.tmp{os.getpid()}", path)
+    # the montage is written last: its presence marks the unit as done
+    write_jpg(montage_path(outdir, layer, unit), make_montage(quadrants, grid, cell_shape))
+
+
+def write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets=MONTAGE_PRESETS):
+    """Rebuild ``whole_layer.jpg`` from the layer's montages; returns its path (None if none yet)."""
+    import cv2
+
+    corner = presets.index(SPRITE_PRESET) if SPRITE_PRESET in presets else 0
+    sprites, found = [], 0
+    for u in range(n_channels):
+        path = montage_path(outdir, layer, u)
+        img = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.exists(path) else None
+        if img is None:
+            sprites.append(None)
+            continue
+        grid = montage_grid(img.shape[0], cell_shape[0])
+        sprites.append(montage_cell(img[:, :, ::-1], corner, 0, grid))
+        found += 1
+    if not found:
+        return None
+    path = os.path.join(layer_dir(outdir, layer), "whole_layer.jpg")
+    write_jpg(path, make_sprite_sheet(sprites, n_channels, cell_shape))
+    return path
