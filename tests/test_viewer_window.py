@@ -126,9 +126,13 @@ def test_real_window_keys_click_and_screenshot(xvfb, tmp_path):
     screen = None
     try:
         wid = _xdotool(xvfb, "search", "--sync", "--name", "caffevis live", timeout=90).splitlines()[0]
-        geom = dict(line.split("=") for line in _xdotool(xvfb, "getwindowgeometry", "--shell", wid).splitlines())
+        def geometry():
+            g = dict(line.split("=") for line in _xdotool(xvfb, "getwindowgeometry", "--shell", wid).splitlines())
+            return g if (int(g["WIDTH"]), int(g["HEIGHT"])) == (1500, 930) else None
+
+        # DeepVis' default window; the window manager-less X server maps it before the first resize
+        geom = _wait(geometry, 60, "the 1500x930 window")
         x0, y0 = int(geom["X"]), int(geom["Y"])
-        assert (int(geom["WIDTH"]), int(geom["HEIGHT"])) == (1500, 930)  # DeepVis' default window
         screen = Screen(xvfb)
 
         def window():
