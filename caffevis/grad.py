@@ -108,8 +108,12 @@ def resolve_start(plans, input_name, blob, start):
 
 def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", start="last",
                          params=False, params_as_inputs=False, loss=None, dtype=np.float32,
-                         input_name="data", input_shape=None):
+                         input_name="data", input_shape=None, blob_diffs=True):
     """Build the backward ONNX model for seeds at ``blob``; returns (model, output names).
+
+    ``blob_diffs=False`` leaves the per-blob diffs out of the outputs (only the input diff,
+    and parameter gradients where asked): ORT then reuses their buffers, several times
+    faster on wide nets.
 
     ``loss='softmax'`` replaces the seed input by integer ``labels`` and seeds the blob
     with Caffe's SoftmaxWithLoss gradient ``(softmax(z) - onehot) / N`` (for training);
@@ -189,7 +193,7 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     outputs.append(out_in)
     # Each blob's diff as Caffe leaves it: in-place layers share one diff buffer, so it is
     # the diff of the blob's earliest version that received one.
-    seen = {input_name}
+    seen = {input_name} if blob_diffs else set(version_blob.values())
     for idx in on_path:
         for v in writes[idx]:
             b = version_blob[v]
@@ -263,12 +267,29 @@ def _equal_split(g, x, n):
     return g.op("Split", [x], "group_split", n_out=n, axis=1)
 
 
+def _flipped_filters(g, w, shape, groups):
+    """(O, C/g, kh, kw) conv filters as (C, O/g, kh, kw), spatially flipped (the adjoint's)."""
+    o, cg, kh, kw = shape
+    w5 = g.op("Reshape", [w, g.ints([groups, o // groups, cg, kh, kw])], "flip_w5")
+    wt = g.op("Transpose", [w5], "flip_wt", perm=[0, 2, 1, 3, 4])
+    w4 = g.op("Reshape", [wt, g.ints([cg * groups, o // groups, kh, kw])], "flip_w4")
+    big = np.iinfo(np.int64).max
+    return g.op("Slice", [w4, g.ints([-1, -1]), g.ints([-big, -big]), g.ints([2, 3]), g.ints([-1, -1])], "flip_w")
+
+
 def _vjp_conv(ctx, p, ins, outs, dtops, aux, params):
     g, a, dy = ctx.g, p.attrs, dtops[0]
     h, w = p.bottom_shapes[0][2:]
     kw_ = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), dilations=list(a["dilation"]),
                pads=list(a["pad"]) * 2, group=a["group"])
-    if p.type == "Convolution":
+    full_pad = [d * (k - 1) - pd for d, k, pd in zip(a["dilation"], a["kernel"], a["pad"])]
+    if p.type == "Convolution" and a["stride"] == (1, 1) and min(full_pad) >= 0:
+        # stride 1: a plain convolution with the flipped, transposed filters ("full" padding);
+        # ORT's Conv kernels are faster than its ConvTranspose
+        dx = g.op("Conv", [dy, _flipped_filters(g, params[0], p.params[0].shape, a["group"])], "conv_dx",
+                  kernel_shape=list(a["kernel"]), dilations=list(a["dilation"]), pads=full_pad * 2,
+                  group=a["group"])
+    elif p.type == "Convolution":
         ext = [d * (k - 1) + 1 for d, k in zip(a["dilation"], a["kernel"])]
         rem = [(sz + 2 * pd - e) % s for sz, pd, e, s in zip((h, w), a["pad"], ext, a["stride"])]
         dx = g.op("ConvTranspose", [dy, params[0]], "conv_dx", output_padding=rem, **kw_)
@@ -481,9 +502,10 @@ class GradientSession:
     """
 
     def __init__(self, net, blob, mode="backprop", lrn="derivative", start="last", params=False,
-                 params_as_inputs=False, loss=None):
+                 params_as_inputs=False, loss=None, blob_diffs=False):
         self.net, self.blob, self.loss = net, blob, loss
-        self.model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss)
+        self.model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss,
+                                                 blob_diffs)
         self.session = make_session(self.model.SerializeToString(), net.force_cpu, getattr(net, "threads", 0))
         self.param_inputs = {i.name for i in self.model.graph.input} - {net.input_name, SEED, LABELS}
 
@@ -512,7 +534,7 @@ class GradientSession:
         return result
 
 
-def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss):
+def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs):
     """Build the gradient model, reusing a copy saved on disk for the same weights."""
     source = getattr(net, "info", {}).get("source", {})
     key = source.get("weights_sha1")
@@ -522,7 +544,7 @@ def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss):
     # SqueezeNet); CaffeNet-sized models rebuild in memory in about as long as a load.
     if key and not params_as_inputs and weight_bytes <= CACHE_MAX_WEIGHT_BYTES:
         safe = "".join(c if c.isalnum() else "_" for c in blob)
-        tag = f"{safe}-{mode}-{lrn}-{start}-{int(bool(params))}-{loss or 'seed'}"
+        tag = f"{safe}-{mode}-{lrn}-{start}-{int(bool(params))}-{loss or 'seed'}-{int(bool(blob_diffs))}"
         path = os.path.join(net.cache_dir, f"{net.name}-{key[:12]}", "grad", f"{tag}.onnx")
         if os.path.isfile(path):
             try:
@@ -531,7 +553,7 @@ def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss):
             except Exception:
                 pass  # rebuilt below
     model, outputs = build_gradient_model(net, blob, mode=mode, lrn=lrn, start=start, params=params,
-                                          params_as_inputs=params_as_inputs, loss=loss)
+                                          params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs)
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"

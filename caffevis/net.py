@@ -247,22 +247,23 @@ class Net:
 
             return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
                                   blob_diffs=blob_diffs, values=values)
-        session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start)
+        session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, blob_diffs=blob_diffs)
         result = session.run(data, diff)
         if blob_diffs:
             return result["input"], result["blobs"]
         return result["input"]
 
     def gradient_session(self, blob, mode="backprop", lrn="derivative", start="last", params=False,
-                         params_as_inputs=False, loss=None):
-        """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``."""
+                         params_as_inputs=False, loss=None, blob_diffs=False):
+        """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``
+        (``blob_diffs``: also output every blob's diff, for the viewer's diff view)."""
         from . import grad
 
-        key = (blob, mode, lrn, start, params, params_as_inputs, loss)
+        key = (blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs)
         if key not in self._grad_sessions:
             self._grad_sessions[key] = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start,
                                                             params=params, params_as_inputs=params_as_inputs,
-                                                            loss=loss)
+                                                            loss=loss, blob_diffs=blob_diffs)
         return self._grad_sessions[key]
 
     # -- parameters ---------------------------------------------------------------

@@ -102,7 +102,45 @@ def bench_viewer(args):
     print("\n".join("  " + line for line in format_results(results).splitlines()))
 
 
-SECTIONS = {"backward": bench_backward, "viewer": bench_viewer}
+def bench_optimize(args):
+    from caffevis.optimize import InputSpace, benchmark
+    from caffevis.settings import load_settings
+
+    net = caffenet()
+    settings = load_settings(os.path.join(REPO, "settings", "caffenet.yaml"))
+    space = InputSpace.from_settings(settings, net)
+    r = benchmark(net, "fc8", space, units=args.opt_units, iterations=args.opt_iters, batch_size=args.opt_units)
+    print(f"optimize, CaffeNet fc8, preset 3, {r['iterations']} iterations x {r['units']} units, {r['provider']}")
+    print(f"  {'seconds per 1000-iteration run (extrapolated)':<44s} {r['seconds_per_iteration'] * 1000:9.1f} s")
+    print(f"  {'units/s one at a time':<44s} {r['units_per_second_one_at_a_time']:9.3f}")
+    print(f"  {'units/s batched (batch ' + str(r['batch_size']) + ')':<44s} {r['units_per_second_batched']:9.3f}"
+          f"  {r['batch_speedup']:5.2f}x one at a time")
+    peer = _torch_optimize_loop(net, args.opt_iters)
+    if peer:
+        print(f"  {'PyTorch same loop, s per 1000 iterations':<44s} {peer * 1000:9.1f} s"
+              f"  caffevis {r['seconds_per_iteration'] / peer:5.2f}x torch")
+
+
+def _torch_optimize_loop(net, iterations):
+    """The preset-3 step (forward, backward from one fc8 unit, decay, clip) in PyTorch."""
+    try:
+        import torch
+        from torch_peer import TorchPlanNet
+    except ImportError:
+        return None
+    peer = TorchPlanNet(net.layers)
+    x = torch.zeros((1,) + tuple(net.input_shape[1:]))
+    seed = torch.zeros((1, 1000))
+    seed[0, 130] = 1.0
+    t = time.perf_counter()
+    for _ in range(iterations):
+        xr = x.clone().requires_grad_(True)
+        peer.forward(xr, until="fc8")["fc8"].backward(seed)
+        x = ((x + 100 * xr.grad) * (1 - 1e-4)).clamp(-128, 128)
+    return (time.perf_counter() - t) / iterations
+
+
+SECTIONS = {"backward": bench_backward, "viewer": bench_viewer, "optimize": bench_optimize}
 
 
 def main():
@@ -111,6 +149,8 @@ def main():
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--frames", type=int, default=30, help="viewer frames per mode")
+    parser.add_argument("--opt-iters", type=int, default=20, help="optimizer iterations timed per unit")
+    parser.add_argument("--opt-units", type=int, default=8, help="optimizer units (one batch)")
     args = parser.parse_args()
     for name, fn in SECTIONS.items():
         if args.what in ("all", name):

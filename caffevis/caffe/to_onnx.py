@@ -73,12 +73,16 @@ def ave_divisor(p):
 
 
 def channel_window_sum(g, x, shape, size):
-    """Sum over a window of ``size`` channels centred on each channel (zero-padded)."""
-    n_c_hw = g.op("Reshape", [x, g.ints([-1, 1, shape[1], int(np.prod(shape[2:]))])], "lrn_in")
-    pre = (size - 1) // 2
-    summed = g.op("Conv", [n_c_hw, g.const(np.ones((1, 1, size, 1)), hint="lrn_ones")], "lrn_sum",
-                  pads=[pre, 0, size - 1 - pre, 0])
-    return g.op("Reshape", [summed, g.ints([-1] + list(shape[1:]))], "lrn_sum_r")
+    """Sum over a window of ``size`` channels centred on each channel (zero-padded).
+
+    Written as one Sum of shifted channel slices: a single pass over memory, several
+    times faster in ORT than a (size x 1) convolution over a 1-channel view.
+    """
+    pre, c = (size - 1) // 2, shape[1]
+    padded = g.op("Pad", [x, g.ints([0, pre] + [0] * (len(shape) - 2) + [0, size - 1 - pre] + [0] * (len(shape) - 2))],
+                  "lrn_pad")
+    shifted = [g.op("Slice", [padded, g.ints([i]), g.ints([i + c]), g.ints([1])], "lrn_shift") for i in range(size)]
+    return g.op("Sum", shifted, "lrn_sum") if size > 1 else shifted[0]
 
 
 def spatial_window_sum(g, x, channels, size):
