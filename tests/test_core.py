@@ -199,3 +199,43 @@ def test_net_api_errors():
         net.forward(np.zeros((1, 1, 28, 28), np.float32), blobs=["nope"])
     with pytest.raises(InputError, match="expected"):
         net.backward(np.zeros((1, 1, 28, 28), np.float32), "ip2", np.zeros((1, 3), np.float32))
+
+
+def test_v1_prototxt_and_v1_caffemodel_with_legacy_blob_dims(tmp_path):
+    """The toolbox's caffenet-yos files are V1 (``layers {}`` with enum types; blobs as
+    num/channels/height/width). Rewrite the caffenet_small fixture that way: same blobs."""
+    from google.protobuf import text_format
+
+    from caffevis.caffe import schema
+    from caffevis.caffe.reader import _V1_TYPES, read_caffemodel, read_prototxt
+
+    d = shared_path("fixtures", "caffe", "caffenet_small")
+    deploy, model = read_prototxt(f"{d}/deploy.prototxt"), read_caffemodel(f"{d}/weights.caffemodel")
+    v1_type = {v: k for k, v in _V1_TYPES.items()}
+    weights = {lp.name: lp.blobs for lp in model.layer}
+    proto, caffemodel = schema.NetParameter(name="v1"), schema.NetParameter(name="v1")
+    proto.input.append("data")
+    proto.input_dim.extend([2, 3, 227, 227])
+    for lp in deploy.layer:
+        if lp.type == "Input":
+            continue
+        for net in (proto, caffemodel):
+            v1 = net.layers.add(name=lp.name, bottom=lp.bottom, top=lp.top)
+            v1.type = schema.NetParameter.DESCRIPTOR.fields_by_name["layers"].message_type \
+                .fields_by_name["type"].enum_type.values_by_name[v1_type[lp.type]].number
+            for field in ("convolution_param", "pooling_param", "lrn_param", "inner_product_param",
+                          "dropout_param", "relu_param", "softmax_param"):
+                if lp.HasField(field):
+                    getattr(v1, field).CopyFrom(getattr(lp, field))
+            if net is caffemodel:
+                for blob in weights.get(lp.name, []):
+                    dims = list(blob.shape.dim)
+                    legacy = v1.blobs.add()
+                    legacy.num, legacy.channels, legacy.height, legacy.width = ([1] * (4 - len(dims)) + dims)
+                    legacy.data.extend(blob.data)
+    (tmp_path / "v1.prototxt").write_text(text_format.MessageToString(proto))
+    (tmp_path / "v1.caffemodel").write_bytes(caffemodel.SerializeToString())
+    net = Net.from_caffe(str(tmp_path / "v1.prototxt"), str(tmp_path / "v1.caffemodel"), use_cache=False)
+    ref = fixture_arrays("caffenet_small", "blobs.npz")
+    blobs = net.forward(fixture_arrays("caffenet_small", "input.npy"))
+    assert max(rel_err(blobs[b], ref[b]) for b in ref.keys()) <= 1e-5
