@@ -138,6 +138,7 @@ class OptimizeParams:
         for name in ("decay", "blur_radius"):
             if not _finite(getattr(self, name)) or getattr(self, name) < 0:
                 bad(name, "a number >= 0")
+            setattr(self, name, float(getattr(self, name)))
         if not 0 <= self.decay <= 1:
             bad("decay", "a number in [0, 1]")
         if isinstance(self.blur_every, bool) or not isinstance(self.blur_every, (int, np.integer)) \
@@ -147,6 +148,7 @@ class OptimizeParams:
                      "px_abs_benefit_percentile"):
             if not _finite(getattr(self, name)) or not 0 <= getattr(self, name) <= 100:
                 bad(name, "a percentile in [0, 100] (0: off)")
+            setattr(self, name, float(getattr(self, name)))
         if self.lr_policy not in LR_POLICIES:
             bad("lr_policy", "one of " + ", ".join(LR_POLICIES))
         if not isinstance(self.lr_params, dict):
@@ -161,6 +163,9 @@ class OptimizeParams:
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             bad("max_iter", "an integer >= 1")
         self.max_iter = int(self.max_iter)
+        self.blur_every = int(self.blur_every)
+        self.push_dir = float(self.push_dir)
+        self.rand_seed = int(self.rand_seed)
 
     def replace(self, **changes) -> "OptimizeParams":
         """A validated copy with some fields changed."""
@@ -263,11 +268,10 @@ class InputSpace:
         """Input space from a :class:`caffevis.settings.Settings` (mean, scales, channel swap)."""
         swap = channel_swap_to_rgb
         c = net.input_shape[1] if len(net.input_shape) == 4 else None
-        if swap is None and c == 3 and settings.caffe_net_channel_swap is not None:
-            net_swap = tuple(settings.caffe_net_channel_swap)
+        if swap is None and c == 3:
+            # the settings' swap maps image (RGB) channels to input channels; null: the net takes RGB
+            net_swap = tuple(settings.caffe_net_channel_swap or (0, 1, 2))
             swap = tuple(net_swap.index(i) for i in range(len(net_swap)))  # input channel order -> RGB
-        elif swap is None:
-            swap = "auto" if c == 3 else None
         return cls.build(net.input_shape, settings.caffevis_data_mean, settings.caffevis_raw_scale,
                          settings.caffevis_input_scale, swap)
 
@@ -331,7 +335,8 @@ def learning_rate(params: OptimizeParams, grad_norm, obj, scale=1.0) -> float:
         desired = lr_params["desired_prog"]
     else:
         desired = min(lr_params["early_prog"], lr_params["late_prog_mult"] * float(np.float32(1) - np.float32(obj)))
-    return min(lr_params["max_lr"] * s2, desired / g2)
+    # a float32 |g|^2 can underflow to 0 for a nonzero gradient; NumPy's division then gave inf
+    return min(lr_params["max_lr"] * s2, desired / g2 if g2 > 0 else math.inf)
 
 
 def gaussian_blur(x, radius):

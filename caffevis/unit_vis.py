@@ -34,6 +34,7 @@ import numpy as np
 from .errors import InputError, SettingsError
 from .optimize import (InputSpace, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
                        render_best_x, write_jpg)
+from .viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
 
 MONTAGE_PRESETS = (1, 2, 3, 4)
 SMALL_PAD = 1
@@ -77,21 +78,11 @@ def make_montage(quadrants, grid, cell_shape):
     return out
 
 
-def crop_to_corner(img, corner, small_padding=SMALL_PAD, large_padding=LARGE_PAD):
-    """One quadrant of a montage without its outer padding (as the viewer crops it)."""
-    if corner not in (0, 1, 2, 3):
-        raise InputError(f"corner must be 0, 1, 2 or 3, got {corner!r}")
-    if img.shape[0] != img.shape[1] or img.shape[0] % 2:
-        raise InputError(f"montage is {img.shape[0]}x{img.shape[1]}; expected a square with an even side")
-    half = img.shape[0] // 2
-    bi, bj = corner // 2, corner % 2
-    tp = small_padding + large_padding
-    return img[bi * half + tp:(bi + 1) * half - tp, bj * half + tp:(bj + 1) * half - tp]
-
-
 def montage_cell(img, corner, index, grid):
-    """Cell ``index`` (row-major) of quadrant ``corner``."""
-    quad = crop_to_corner(img, corner)
+    """Cell ``index`` (row-major) of quadrant ``corner``, cut as the viewer crops the quadrant."""
+    if img.shape[0] != img.shape[1] or img.shape[0] % 2:
+        raise InputError(f"montage is {img.shape[1]}x{img.shape[0]}; expected a square with an even side")
+    quad = crop_to_corner(img, corner, SMALL_PAD, LARGE_PAD)
     cell = (quad.shape[0] - 2 * SMALL_PAD * (grid - 1)) // grid
     r, c = divmod(index, grid)
     y, x = r * (cell + 2 * SMALL_PAD), c * (cell + 2 * SMALL_PAD)
@@ -117,15 +108,6 @@ def make_sprite_sheet(sprites, n, sprite_shape):
         r, c = divmod(i, side)
         out[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
     return out
-
-
-def split_sprite_sheet(img, n):
-    """The n sprites of a square sprite sheet (the viewer's reading side)."""
-    side = int(math.ceil(math.sqrt(n)))
-    if img.shape[0] % side or img.shape[1] % side:
-        raise InputError(f"sprite sheet {img.shape[1]}x{img.shape[0]} does not divide into {side}x{side} sprites")
-    h, w = img.shape[0] // side, img.shape[1] // side
-    return [img[(i // side) * h:(i // side + 1) * h, (i % side) * w:(i % side + 1) * w] for i in range(n)]
 
 
 # -- paths ----------------------------------------------------------------------------------------

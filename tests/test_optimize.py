@@ -190,18 +190,27 @@ def reference_run(params, space, objective):
         g = grads[0]
         if np.sqrt(np.sum(g.astype(np.float64) ** 2)) == 0:
             return x0, x, best, obj_series, majority, "Metaresult: grad 0 failure"
+        lp = params.lr_params
         if params.lr_policy == "constant":
-            lr = params.lr_params["lr"]
+            lr = lp["lr"]
+        elif params.lr_policy == "progress":
+            lr = min(lp["max_lr"], lp["desired_prog"] / np.sum(g.astype(np.float64) ** 2))
         else:
-            lr = min(params.lr_params["max_lr"], params.lr_params["desired_prog"] / np.sum(g.astype(np.float64) ** 2))
+            desired = min(lp["early_prog"], lp["late_prog_mult"] * (1 - obj))
+            lr = min(lp["max_lr"], desired / np.sum(g.astype(np.float64) ** 2))
         if ii < params.max_iter - 1:
             x = x + lr * g
             x = x * (1 - params.decay)
             if params.blur_every and params.blur_radius > 0 and ii % params.blur_every == 0:
                 x = np.stack([ref_gaussian(x[c], params.blur_radius) for c in range(3)])
+            if params.small_val_percentile > 0:
+                x = x * (np.abs(x) >= ref_percentile(np.abs(x), params.small_val_percentile))
             if params.small_norm_percentile > 0:
                 n = np.sqrt((x ** 2).sum(0))
                 x = x * (n >= ref_percentile(n, params.small_norm_percentile))[None]
+            if params.px_benefit_percentile > 0:
+                b = (g * -x).sum(0)
+                x = x * (b >= ref_percentile(b, params.px_benefit_percentile))[None]
             if params.px_abs_benefit_percentile > 0:
                 b = np.abs((g * -x).sum(0))
                 x = x * (b >= ref_percentile(b, params.px_abs_benefit_percentile))[None]
@@ -209,12 +218,21 @@ def reference_run(params, space, objective):
     return x0, x, best, obj_series, majority, meta
 
 
-@pytest.mark.parametrize("preset", [1, 2, 3, 4])
+# every regularizer at once, so that their order matters (the presets use at most three)
+ALL_REGULARIZERS = dict(decay=0.01, blur_radius=0.8, blur_every=2, small_val_percentile=10,
+                        small_norm_percentile=20, px_benefit_percentile=30, px_abs_benefit_percentile=40,
+                        lr_policy="progress01", lr_params={"max_lr": 1e4, "early_prog": 0.5, "late_prog_mult": 0.2})
+
+
+@pytest.mark.parametrize("preset", [1, 2, 3, 4, "all"])
 def test_loop_matches_reference_on_linear_objective(preset):
     shape = (3, 16, 16)
     space = O.InputSpace(np.random.RandomState(5).uniform(80, 140, shape))
     objective = LinearObjective(shape)
-    params = O.preset_params(preset, push_layer="lin", push_channel=2, max_iter=9, rand_seed=3)
+    if preset == "all":
+        params = O.OptimizeParams(push_layer="lin", push_channel=2, max_iter=9, rand_seed=3, **ALL_REGULARIZERS)
+    else:
+        params = O.preset_params(preset, push_layer="lin", push_channel=2, max_iter=9, rand_seed=3)
     got = O.optimize(FakeNet(shape), params, space, objective=objective)
     x0, last, best, obj, majority, meta = reference_run(params, space, objective)
     np.testing.assert_array_equal(got.x0, x0)
@@ -387,8 +405,41 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "not a blob" in capsys.readouterr().err
     assert run_cli(*lenet_cli_args(tmp_path, "e", "--lr-params", "[1, 2]")) == 2
     assert "--lr-params" in capsys.readouterr().err
+    assert run_cli(*lenet_cli_args(tmp_path, "e", "--units", "5-3")) == 2
+    assert "names no unit" in capsys.readouterr().err
+    assert run_cli(*lenet_cli_args(tmp_path, "e", "--data-size", "28")) == 2
+    assert "--data-size" in capsys.readouterr().err
+    assert run_cli(*lenet_cli_args(tmp_path, "e", "--push-layer", "conv1", "--push-spatial", "(True,0)")) == 2
+    assert "--push-spatial" in capsys.readouterr().err
     with pytest.raises(InputError):
         O.push_unit_for(O.OptimizeParams(push_layer="ip2", push_channel=1, push_spatial=(1, 1)), (10,))
+
+
+def test_lr_params_as_the_original_doc_writes_them(tmp_path):
+    """The toolbox doc's preset-4 line: Python quoting; and 1e8, which YAML 1.1 alone reads as a string."""
+    from caffevis.commands.optimize import parse_lr_params
+
+    assert parse_lr_params("{'max_lr': 1e8, 'desired_prog': 2.0}") == {"max_lr": 1e8, "desired_prog": 2.0}
+    assert parse_lr_params("{max_lr: 1e8, desired_prog: 2}") == {"max_lr": 1e8, "desired_prog": 2}
+    assert run_cli(*lenet_cli_args(tmp_path, "lr", "--push-channel", "1", "--max-iter", "2", "--lr-policy",
+                                   "progress", "--lr-params", "{max_lr: 1e8, desired_prog: 2.0}",
+                                   "--caffe-root", "/path/to/caffe")) == 0  # the original's flag, ignored
+    info = json.loads((tmp_path / "lr" / "opt_ip2_0001_0_info.json").read_text())
+    assert info["params"]["lr_params"] == {"max_lr": 1e8, "desired_prog": 2.0}
+
+
+@pytest.mark.parametrize("net_swap, to_rgb", [((2, 1, 0), (2, 1, 0)), (None, (0, 1, 2)), ((1, 2, 0), (2, 0, 1))])
+def test_saved_images_undo_the_settings_channel_swap(net_swap, to_rgb):
+    """caffe_net_channel_swap puts image channel swap[i] at input channel i; null means the net takes RGB."""
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(caffe_net_channel_swap=net_swap, caffevis_data_mean=None, caffevis_raw_scale=1.0,
+                               caffevis_input_scale=None)
+    space = O.InputSpace.from_settings(settings, SimpleNamespace(input_shape=(1, 3, 2, 2)))
+    assert space.channel_swap_to_rgb == to_rgb
+    rgb = np.array([10.0, 20.0, 30.0])
+    net_input = rgb[list(net_swap or (0, 1, 2))][:, None, None] * np.ones((3, 2, 2))  # as Caffe's Transformer
+    np.testing.assert_array_equal(O.to_display(net_input, space)[0, 0], rgb)
 
 
 def test_benchmark_reports_rates():

@@ -8,6 +8,9 @@ import pytest
 
 from caffevis import optimize as O
 from caffevis import unit_vis as U
+from caffevis.errors import SettingsError
+from caffevis.viewer import jpgvis
+from caffevis.viewer import tiles as T
 from conftest import shared_path
 
 LENET_SCALE = 0.00390625
@@ -22,14 +25,14 @@ def test_montage_geometry_matches_deepvis_crop():
     half = 2 * 2 + 3 * (cell + 2)  # large padding around 3 cells with 1-px padding each
     assert m.shape == (2 * half, 2 * half, 3)
     for corner in range(4):
-        quad = U.crop_to_corner(m, corner)
+        quad = T.crop_to_corner(m, corner)  # the viewer's reader
         assert quad.shape[:2] == (3 * cell + 4, 3 * cell + 4)
         np.testing.assert_array_equal(quad[:cell, :cell], quads[corner][0])  # top-left cell starts the crop
         for k in range(9):
             np.testing.assert_array_equal(U.montage_cell(m, corner, k, grid), quads[corner][k])
     # one seed per preset: the crop is exactly the image
     m1 = U.make_montage([[q[0]] for q in quads], 1, (cell, cell))
-    np.testing.assert_array_equal(U.crop_to_corner(m1, 2), quads[2][0])
+    np.testing.assert_array_equal(T.crop_to_corner(m1, 2), quads[2][0])
     assert U.montage_grid(m.shape[0], cell) == 3 and U.montage_grid(m1.shape[0], cell) == 1
 
 
@@ -39,7 +42,7 @@ def test_sprite_sheet_round_trip():
     sprites[7] = None
     sheet = U.make_sprite_sheet(sprites, 10, (5, 5))
     assert sheet.shape == (20, 20, 3)  # ceil(sqrt(10)) = 4 per side, no gaps
-    back = U.split_sprite_sheet(sheet, 10)
+    back = T.split_square_sprites(sheet, 10)  # the viewer's reader (pattern mode)
     for a, b in zip(sprites, back):
         np.testing.assert_array_equal(b, a if a is not None else 0)
 
@@ -69,14 +72,17 @@ def test_make_regularized_opt_tree_on_lenet(tmp_path):
     # whole layer: 10 channels -> 4 x 4 sprites of 28 px; unit 3's sprite is that cell, unit 1 is black
     sheet = cv2.imread(str(layer / "whole_layer.jpg"))[:, :, ::-1]
     assert sheet.shape == (112, 112, 3)
-    sprites = U.split_sprite_sheet(sheet, 10)
+    sprites = jpgvis.load_pattern_sprites(str(out), "ip2", 10)[..., ::-1]  # what pattern mode shows
     assert np.abs(sprites[3].astype(int) - cell).mean() < 4
     assert sprites[1].max() < 16
+    # the jpgvis pane finds the montage and shows its bottom-left quadrant (preset 3)
+    pane = jpgvis.load_unit_stack(str(out), "ip2", 3, (300, 300))
+    assert pane.size and pane.shape[1] == 300
     # resumable: finished units are skipped, a new one is added to the sheet
     again = U.make_regularized_opt_tree(net, {"max_iter": 6}, "ip2", [0, 3, 5], str(out), space=space, seeds=4,
                                         progress=False)
     assert again["done"] == [5] and again["skipped"] == [0, 3]
-    sprites = U.split_sprite_sheet(cv2.imread(str(layer / "whole_layer.jpg"))[:, :, ::-1], 10)
+    sprites = T.split_square_sprites(cv2.imread(str(layer / "whole_layer.jpg"))[:, :, ::-1], 10)
     assert sprites[5].std() > 5
-    with pytest.raises(Exception, match="rand_seed"):
+    with pytest.raises(SettingsError, match="rand_seed"):
         U.make_regularized_opt_tree(net, {"rand_seed": 1}, "ip2", [0], str(out), space=space, progress=False)

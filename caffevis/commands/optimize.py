@@ -37,6 +37,7 @@ def register(sub):
     m.add_argument("--raw-scale", type=float, help="settings: caffevis_raw_scale")
     m.add_argument("--input-scale", type=float, help="settings: caffevis_input_scale (LeNet: 0.00390625)")
     m.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
+    m.add_argument("--caffe-root", help="accepted so that the original's command lines run; ignored (no Caffe needed)")
 
     o = p.add_argument_group("what to optimize and how")
     o.add_argument("--preset", type=int, choices=(0, 1, 2, 3, 4), default=3,
@@ -85,21 +86,36 @@ def parse_spatial(text):
     if text is None or text.strip() in ("None", "none", ""):
         return None
     value = parse_literal(text if "(" in text or "[" in text else f"({text})", "push-spatial")
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(isinstance(v, int) for v in value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2 \
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise SettingsError(f"--push-spatial: expected None or '(row,col)', got '{text}'")
     return tuple(value)
 
 
 def parse_lr_params(text):
+    """A mapping as the original's doc writes it ("{'max_lr': 1e8, ...}"), or YAML ({lr: 100})."""
     import yaml
 
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = None
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = None
     if not isinstance(value, dict):
         raise SettingsError(f"--lr-params: expected a mapping such as '{{\"lr\": 100}}', got '{text}'")
-    return value
+    # YAML 1.1 reads 1e8 (no dot) as a string
+    return {k: _number(v) for k, v in value.items()}
+
+
+def _number(v):
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    return v
 
 
 def parse_mean(text):
@@ -133,6 +149,8 @@ def parse_units(text, n_channels):
                 units.append(int(part))
         except ValueError:
             raise SettingsError(f"--units: expected 'all' or a list like '0-9,12', got '{text}'") from None
+    if not units:
+        raise SettingsError(f"--units: '{text}' names no unit")
     bad = [u for u in units if not 0 <= u < n_channels]
     if bad:
         raise InputError(f"--units: {bad[0]} is out of range (the layer has {n_channels} channels)")
@@ -184,6 +202,8 @@ def open_model(args):
     net = settings.open_net()
     if args.data_size:
         size = parse_literal(args.data_size, "data-size")
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise SettingsError(f"--data-size: expected '(height,width)', got '{args.data_size}'")
         if tuple(size) != tuple(net.input_shape[2:]):
             raise InputError(f"--data-size {tuple(size)} differs from the net's input {tuple(net.input_shape[2:])}")
     swap = parse_literal(args.channel_swap_to_rgb, "channel-swap-to-rgb") if args.channel_swap_to_rgb else None
@@ -205,8 +225,9 @@ def run(args):
     net, space, settings = open_model(args)
     if args.batch_size < 1:
         raise SettingsError("--batch-size: expected an integer >= 1")
+    # the parsed arguments, not sys.argv: main(argv) may be called from Python with other argv
     extra = {"model": _model_record(settings), "preset": args.preset or None,
-             "command": "caffevis optimize " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["optimize"] else sys.argv[1:])}
+             "arguments": {k: v for k, v in sorted(vars(args).items()) if k != "func" and v is not None}}
     labels = _labels(settings, base.push_layer)
 
     if args.units:
