@@ -306,6 +306,13 @@ def test_cli_rejects_bad_input_in_one_line(capsys, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["live"]) == 2
     assert "no display" in capsys.readouterr().err
+    for argv, says in ((["--keys", "kn"], "--keys: only with --headless"),
+                       (["--headless", "--frames", "0"], "--frames 0: expected"),
+                       (["--headless", "--save-frames", "/proc/no/such"], "--save-frames /proc/no/such: cannot create"),
+                       (["--headless", "--keys", "{click:1}"], "expected {click:X,Y}")):
+        assert main(["live"] + argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert says in err[-1] and not any("Traceback" in line for line in err), argv
 
 
 def test_video_input_advances_and_freezes(lenet_settings, tmp_path):

@@ -90,3 +90,20 @@ def test_key_script_parsing():
 def test_script_keys_decode_to_the_intended_tags(table):
     tags = [table.decode(code) for kind, code in parse_key_script("kln{up}{down}T")]
     assert tags == ["sel_down", "sel_right", "back_mode", "sel_up", "sel_down", "boost_individual"]
+
+
+def test_modifiers_with_lock_flags_are_ignored(table):
+    # GTK reports Shift pressed with NumLock on as 0x10ffe1: no "not bound" message for it
+    for code in (0x10ffe1, 0x10ffe2, 0x10ffe3, 0x10ffe4):
+        assert table.is_ignored(code) and table.decode(code) is None
+    assert table.decode(0x10004a) == "sel_left_fast"  # Shift+j arrives as 'J' with flags
+    assert not table.is_ignored(0x10006a)
+
+
+def test_bad_click_scripts_say_what_was_expected():
+    with pytest.raises(ValueError, match=r"\{click:a,b\}: expected integer"):
+        parse_key_script("{click:a,b}")
+    with pytest.raises(ValueError, match=r"expected \{rclick:X,Y\}"):
+        parse_key_script("{rclick:1,2,3}")
+    with pytest.raises(ValueError, match="expected integer"):
+        parse_key_script("{draw:1,2,x,4}")

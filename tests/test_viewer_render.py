@@ -305,3 +305,57 @@ def test_zoom_modes(config, lenet_blobs):
     unit0 = T.to_uint8(T.normalize_layer(lenet_blobs["conv1"]))[0]
     big = cv2.resize(unit0, (870, 870), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(pane[:870, :870, 1], big)
+
+
+def test_frozen_unit_ring_and_name_win_over_the_cursor(config, lenet_blobs):
+    st = _state(config)
+    st.handle("sel_down")
+    st.handle("sel_right")
+    st.handle("back_mode")
+    st.handle("freeze_back_unit")  # the cursor stays on the frozen unit 1
+    layout = R.Layout()
+    win = R.render(st, lenet_blobs, None, {}, config, layout=layout)
+    y, x = _tile_pixel(config.pane("caffevis_layers"), 20, (24, 24), 1, 0, 12)
+    assert tuple(win[y, x]) == BLUE  # DeepVis paints the frozen unit's ring last
+    # the selected layer's name keeps the frozen layer's bluish colour (not the selected white)
+    _, bx, by, bw, bh = layout.control_boxes[0]
+    name = win[by:by + bh, bx:bx + bw].astype(int)
+    bp = np.array((255, 204, 204))  # caffevis_control_clr_bp (.8, .8, 1) as BGR
+    assert (np.abs(name - bp).max(axis=2) < 8).sum() > 10
+    assert not (name == 255).all(axis=2).any()
+    st.handle("sel_layer_right")  # another layer selected: white there, bluish conv1
+    win = R.render(st, lenet_blobs, None, {}, config, layout=layout)
+    _, bx, by, bw, bh = layout.control_boxes[1]
+    assert (win[by:by + bh, bx:bx + bw] == 255).all(axis=2).any()
+
+
+def test_zoomed_back_pane_follows_the_back_display_rule(config, lenet_blobs):
+    st = _state(config)
+    st.handle("back_mode")
+    st.handle("zoom_mode")
+    st.handle("zoom_mode")
+    assert st.layers_pane_zoom_mode == 2
+    i, j, h, w = config.pane("caffevis_layers")
+    # cursor on the layer list, source not frozen: back is hidden (background), not stale
+    win = R.render(st, lenet_blobs, None, {}, config)
+    assert (win[i:i + h, j:j + w] == BG).all()
+    st.handle("sel_down")  # cursor on the units, no result yet: stale
+    win = R.render(st, lenet_blobs, None, {}, config)
+    assert (win[i:i + h, j:j + w] == config.stale_background).all()
+
+
+def test_layer_names_clipped_by_the_control_pane_do_not_catch_clicks(lenet_blobs):
+    from caffevis.settings import DEFAULT_WINDOW_PANES
+
+    panes = {k: list(v) for k, v in DEFAULT_WINDOW_PANES.items()}
+    panes["caffevis_control"] = [0, 300, 30, 160]  # the names wrap onto lines below the pane
+    cfg = ViewerConfig.from_overrides(window_panes=panes)
+    st = _state(cfg)
+    layout = R.Layout()
+    R.render(st, lenet_blobs, None, {}, cfg, layout=layout)
+    assert 0 < len(layout.control_boxes) < len(LENET_LAYERS)
+    assert all(by + bh <= 30 for _, _, by, _, bh in layout.control_boxes)
+    for y in range(31, 60, 3):  # the top of the layers pane, where hidden names would be
+        for x in range(300, 460, 10):
+            hit = R.hit_test(layout, st, x, y)
+            assert hit is None or hit[0] == "unit", (x, y, hit)

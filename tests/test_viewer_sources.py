@@ -172,3 +172,22 @@ def test_mnist_digits_as_static_images():
     digits = ArrayImages.mnist_test(count=5)
     assert len(digits) == 5 and digits.name(0) == "mnist test 0 (label 7)"
     assert digits.load(1).image.shape == (28, 28)
+
+
+def test_frozen_live_frame_comes_back_after_the_static_files(toolbox_images):
+    files = FileList.from_directory(toolbox_images)
+    sensor = [cv2.imread(files.paths[k]) for k in (3, 4)]
+    cam = Camera(0, capture=FakeCapture(sensor))
+    f = InputFetcher(static=files, live=cam)
+    f.handle("toggle_input_mode")
+    assert f.step()
+    live = f.get_frame()[1]
+    f.handle("freeze_cam")
+    f.handle("toggle_input_mode")  # to the files
+    assert f.step() and f.get_frame()[1].name == os.path.basename(files.paths[0])
+    f.handle("toggle_input_mode")  # back to the frozen camera: its frozen frame again, not a new one
+    assert f.step() and f.get_frame()[1] is live
+    assert not f.step()
+    f.handle("freeze_cam")
+    assert f.step()
+    assert not np.array_equal(f.get_frame()[1].image, live.image)  # the second sensor frame

@@ -202,3 +202,14 @@ def test_mouse_selection(st):
 def test_unknown_tag_is_not_handled(st):
     assert st.handle("help_mode") is False  # a base key: the app handles it
     assert st.handle("sel_down") is True
+
+
+def test_leaving_pattern_mode_with_a_turns_back_on_when_diffs_are_shown():
+    st = ViewerState(LAYERS, UNITS, ViewerConfig.from_overrides(caffevis_unit_jpg_dir="."))
+    st.handle("show_back")  # diffs on (back on)
+    st.handle("back_mode")  # back: grad -> deconv
+    st.handle("back_mode")  # back off, diffs still selected
+    assert st.layers_show_back and not st.back_enabled
+    st.handle("pattern_mode")
+    st.handle("show_back")  # leaves pattern mode; the diffs shown need back: on again (DeepVis)
+    assert not st.pattern_mode and st.layers_show_back and st.back_enabled

@@ -37,7 +37,8 @@ def register(sub):
     h.add_argument("--keys", default="", help="key script: characters, {left} {esc} {pgdn}..., {click:X,Y}, "
                                               "{draw:X1,Y1,X2,Y2,...}, {wait}")
     h.add_argument("--frames", type=int, help="frames to render (default: one per key, plus the first)")
-    h.add_argument("--save-frames", metavar="DIR", help="write frame_NNNN.png and frames.json (also in a window)")
+    h.add_argument("--save-frames", metavar="DIR", help="write frame_NNNN.png and frames.json (in a window: "
+                                                         "window_NNNNN.png at every redraw)")
     h.add_argument("--show-fps", action="store_true", help="headless: put the measured FPS in the status line")
     p.add_argument("--max-seconds", type=float, help="window: quit after this many seconds")
     p.set_defaults(func=run)
@@ -56,6 +57,13 @@ def run(args):
         events = parse_key_script(args.keys)
     except ValueError as err:
         raise InputError(f"--keys: {err}") from None
+    if not args.headless:
+        given = [flag for flag, on in (("--keys", args.keys), ("--frames", args.frames is not None),
+                                       ("--show-fps", args.show_fps)) if on]
+        if given:
+            raise InputError(f"{', '.join(given)}: only with --headless (the window takes keys from the keyboard)")
+    if args.frames is not None and args.frames < 1:
+        raise InputError(f"--frames {args.frames}: expected a number of frames >= 1")
     if not args.headless and os.name == "posix" and sys.platform != "darwin" \
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise InputError("no display: set DISPLAY (or run under Xvfb), or use --headless")
@@ -67,7 +75,10 @@ def run(args):
                           camera=args.camera, canvas=args.canvas, mnist=args.mnist, headless=args.headless,
                           force_cpu=args.cpu, engine=args.engine)
     if args.save_frames:
-        os.makedirs(args.save_frames, exist_ok=True)
+        try:
+            os.makedirs(args.save_frames, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"--save-frames {args.save_frames}: cannot create the folder ({err.strerror})") from None
     if not args.headless:
         viewer.run_window(save_dir=args.save_frames, max_seconds=args.max_seconds)
         return 0

@@ -219,10 +219,7 @@ class LiveViewer:
         layer, latest = self.config.caffevis_prob_layer, self.worker.latest
         if not layer or latest is None or layer not in latest.blobs:
             return []
-        probs = np.asarray(latest.blobs[layer][0], np.float64).ravel()
-        top = np.argsort(-probs, kind="stable")[:5]
-        names = self.labels or []
-        return [(names[k] if k < len(names) else str(int(k)), round(float(probs[k]), 4)) for k in top]
+        return [(name, round(p, 4)) for name, p in R.top_classes(latest.blobs[layer][0], self.labels)]
 
     def heartbeat(self):
         for worker in (self.fetcher, self.worker, self.jpg):

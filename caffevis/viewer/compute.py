@@ -49,13 +49,6 @@ class Computer:
                                         start="layer", engine=self.engine, blob_diffs=True)
         return BackResult(key, np.asarray(grad)[0], {k: np.asarray(v)[0] for k, v in diffs.items()})
 
-    def warm_up(self, layer, input_shape):
-        """Build the gradient sessions of a layer ahead of time (the first use is slow)."""
-        data = np.zeros(input_shape, np.float32)
-        fwd = ForwardResult(data, self.net.forward(data))
-        for mode in BACK_MODES:
-            self.backward(fwd, (mode, layer, 0))
-
 
 class ComputeWorker:
     """DeepVis's compute thread: takes the newest frame, runs forward and back, publishes.

@@ -27,9 +27,9 @@ class ViewerConfig:
 
     Every settings key is an attribute; ``*_clr*``/``*_background`` keys are BGR 0-255
     tuples, ``*_face`` keys OpenCV font ids. Also: ``window_panes`` (name -> (i, j, h, w)),
-    ``window_shape`` (H, W), ``pretty_name(blob)``, ``hide_layer(blob)``, ``settings``
-    (the wrapped :class:`~caffevis.settings.Settings`) and viewer-only extras:
-    ``caffevis_back_lrn`` ('derivative', DeepVis's LRN rule in deconv) and ``fps_in_status``.
+    ``window_shape`` (H, W), ``pretty_name(blob)``, ``settings`` (the wrapped
+    :class:`~caffevis.settings.Settings`) and the viewer-only ``caffevis_back_lrn``
+    ('derivative', DeepVis's LRN rule in deconv).
     """
 
     def __init__(self, settings: Settings, **extras):
@@ -44,14 +44,12 @@ class ViewerConfig:
         self.window_panes = dict(settings.window_panes)
         self.window_shape = tuple(settings.window_shape)
         self.pretty_name = settings.caffevis_layer_pretty_name_fn
-        self.hide_layer = settings.caffevis_filter_layers
         self.caffevis_label_layers = tuple(settings.caffevis_label_layers or ())
         self.caffevis_jpgvis_layers = tuple(settings.caffevis_jpgvis_layers or ())
         self.caffevis_jpgvis_remap = dict(settings.caffevis_jpgvis_remap or {})
         self.caffevis_boost_indiv_choices = tuple(float(v) for v in settings.caffevis_boost_indiv_choices)
         self.caffevis_boost_gamma_choices = tuple(float(v) for v in settings.caffevis_boost_gamma_choices)
         self.caffevis_back_lrn = "derivative"
-        self.fps_in_status = True
         for key, value in extras.items():
             setattr(self, key, value)
 

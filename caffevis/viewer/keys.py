@@ -68,10 +68,6 @@ NAMED_KEYS = {
 #: Codes ignored silently: OpenCV 3.2's continuous 255, Shift/Ctrl, Caps/Alt/Super.
 IGNORED_CODES = {255, 0xffe1, 0xffe2, 0xffe3, 0xffe4, 0xffe5, 0xffe9, 0xffea, 0xffeb, 0xffec}
 
-#: Linux code of each key name, for scripts (headless ``--keys``) and xdotool.
-XDOTOOL_NAMES = {"left": "Left", "right": "Right", "up": "Up", "down": "Down", "pgup": "Prior",
-                 "pgdn": "Next", "esc": "Escape", "enter": "Return"}
-
 
 def _key_codes(name):
     if name in NAMED_KEYS:
@@ -93,9 +89,7 @@ class KeyTable:
     def __init__(self, bindings=None):
         self.bindings = list(bindings or BINDINGS)
         self.by_mask = {}
-        self.tag_keys = {}
         for b in self.bindings:
-            self.tag_keys[b.tag] = b.keys
             for name in b.keys:
                 for code, mask in _key_codes(name):
                     table = self.by_mask.setdefault(mask, {})
@@ -106,7 +100,7 @@ class KeyTable:
 
     def decode(self, code):
         """Tag for an OpenCV key code; None for "no key", ignored or unbound codes."""
-        if code is None or code < 0 or code in IGNORED_CODES:
+        if self.is_ignored(code):
             return None
         for mask in self.masks:
             # a special key's low byte is not a letter (Linux Insert 0xff63 is not 'c'), and
@@ -121,10 +115,10 @@ class KeyTable:
         return None
 
     def is_ignored(self, code):
-        return code is None or code < 0 or code in IGNORED_CODES
-
-    def keys_for(self, tag):
-        return self.tag_keys.get(tag, ())
+        """True for no key, 255 and a modifier pressed alone (GTK may add lock flags: 0x10ffe1)."""
+        if code is None or code < 0:
+            return True
+        return code in IGNORED_CODES or (code > 0xffff and (code & 0xffff) in IGNORED_CODES)
 
 
 def linux_code(name):
@@ -152,10 +146,12 @@ def parse_key_script(script):
             i = end + 1
             name, _, arg = token.partition(":")
             if name in ("click", "rclick"):
-                x, y = (int(v) for v in arg.split(","))
-                events.append((name, x, y))
+                nums = _ints(token, arg)
+                if len(nums) != 2:
+                    raise ValueError(f"key script: {{{token}}}: expected {{{name}:X,Y}}")
+                events.append((name, nums[0], nums[1]))
             elif name == "draw":
-                nums = [int(v) for v in arg.split(",")]
+                nums = _ints(token, arg)
                 if len(nums) < 4 or len(nums) % 2:
                     raise ValueError(f"key script: {{draw:...}} needs pairs of x,y (got '{arg}')")
                 events.append(("draw", list(zip(nums[0::2], nums[1::2]))))
@@ -169,3 +165,10 @@ def parse_key_script(script):
         events.append(("key", linux_code(ch)))
         i += 1
     return events
+
+
+def _ints(token, arg):
+    try:
+        return [int(v) for v in arg.split(",")]
+    except ValueError:
+        raise ValueError(f"key script: {{{token}}}: expected integer window pixels after ':'") from None

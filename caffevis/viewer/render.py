@@ -149,9 +149,7 @@ def _view(win, box):
 
 
 def draw_input(pane, images, config):
-    frame = images.get("input_display")
-    if frame is None:
-        frame = images.get("input")
+    frame = images.get("input")
     if frame is None:
         return
     frame = np.asarray(frame)
@@ -242,16 +240,16 @@ def pattern_downsample(sprites, pane_hw, rows, cols):
     return sprites[:, ::ds, ::ds]
 
 
-def draw_layers(pane, state, units, kind, pad, back_img, config, labels, layout, origin):
+def draw_layers(pane, state, units, kind, pad, back, back_img, config, labels, layout, origin):
     """Layers pane: the tile grid (zoom 0), the selected unit (zoom 1) or the back image (zoom 2)."""
     if units is None:
         return
     zoom = state.layers_pane_zoom_mode
-    if zoom == 2:
+    if zoom == 2:  # the back pane drawn again into the layers pane, with its disabled / stale rule
         if back_img is not None:
             T.paste_fit(pane, back_img)
-        elif state.back_enabled:
-            T.fill(pane, config.stale_background)  # the back image is being computed
+        elif back_display(state, back) == "stale":
+            T.fill(pane, config.stale_background)
     elif zoom == 1:
         T.paste_fit(pane, _units_u8(units[state.selected_unit]))
     elif zoom == 0:
@@ -260,11 +258,11 @@ def draw_layers(pane, state, units, kind, pad, back_img, config, labels, layout,
         if kind == "pattern" and units.shape[1] > 1:
             units = pattern_downsample(units, pane.shape[:2], rows, cols)
         tiles_u8 = T.enlarge_tiny(_units_u8(units))
-        highlights = {}
-        if state.backprop_selection_frozen and state.backprop_layer == state.layer:
-            highlights[state.backprop_unit] = config.caffevis_layer_clr_back_sel
+        highlights = {}  # the frozen unit's blue ring wins over the cursor's green, as in DeepVis
         if state.cursor_area == "bottom":
             highlights[state.selected_unit] = config.caffevis_layer_clr_cursor
+        if state.backprop_selection_frozen and state.backprop_layer == state.layer:
+            highlights[state.backprop_unit] = config.caffevis_layer_clr_back_sel
         grid = T.make_tiles(tiles_u8, rows, cols, pad, highlights)
         scale, _, _ = T.paste_fit(pane, grid)
         th, tw = tiles_u8.shape[1:3]
@@ -273,6 +271,14 @@ def draw_layers(pane, state, units, kind, pad, back_img, config, labels, layout,
             and state.selected_unit < len(labels):
         typeset(pane, [(labels[state.selected_unit], config.caffevis_label_face, config.caffevis_label_fsize,
                         config.caffevis_label_clr, config.caffevis_label_thick)], config.caffevis_label_loc)
+
+
+def top_classes(probs, labels, k=5):
+    """[(label, probability)] of the ``k`` largest probabilities, ties in index order."""
+    probs = np.asarray(probs, np.float64).ravel()
+    names = labels or []
+    return [(names[i] if i < len(names) else str(int(i)), float(probs[i]))
+            for i in np.argsort(-probs, kind="stable")[:k]]
 
 
 def draw_aux(pane, state, blobs, units, config, labels):
@@ -284,31 +290,32 @@ def draw_aux(pane, state, blobs, units, config, labels):
     prob_layer = config.caffevis_prob_layer
     if not (labels and state.show_label_predictions and blobs is not None and prob_layer in blobs):
         return
-    probs = np.asarray(blobs[prob_layer], np.float32).ravel()
-    top = np.argsort(-probs, kind="stable")[:5]
     c0 = np.array(config.caffevis_class_clr_0, np.float32)
     c1 = np.array(config.caffevis_class_clr_1, np.float32)
     items = []
-    for k in top:
-        p = float(probs[k])
+    for name, p in top_classes(blobs[prob_layer], labels):
         clr = tuple(int(v) for v in np.round(c1 * p + c0 * (1 - p)))
-        name = labels[k] if k < len(labels) else str(k)
         items += [(f"{p:.2f} {name}", config.caffevis_class_face, config.caffevis_class_fsize, clr,
                    config.caffevis_class_thick), None]
     typeset(pane, items[:-1], config.caffevis_class_loc, line_spacing=config.caffevis_class_line_spacing)
 
 
 def control_items(state, config):
-    """(text, face, fsize, bgr, thick) of every layer name, coloured as DeepVis does."""
+    """(text, face, fsize, bgr, thick) of every layer name, coloured as DeepVis does.
+
+    The cursor colour wins on the layer list; with the cursor on the units, a frozen back
+    layer keeps its bluish colour even when it is the selected layer.
+    """
     items = []
     for idx, layer in enumerate(state.layers):
         clr, thick = config.caffevis_control_clr, config.caffevis_control_thick
-        if state.backprop_selection_frozen and layer == state.backprop_layer:
+        frozen_here = state.backprop_selection_frozen and layer == state.backprop_layer
+        if frozen_here:
             clr, thick = config.caffevis_control_clr_bp, config.caffevis_control_thick_bp
         if idx == state.layer_idx:
             if state.cursor_area == "top":
                 clr, thick = config.caffevis_control_clr_cursor, config.caffevis_control_thick_cursor
-            else:
+            elif not frozen_here:
                 clr, thick = config.caffevis_control_clr_selected, config.caffevis_control_thick_selected
         items.append((config.pretty_name(layer), config.caffevis_control_face, config.caffevis_control_fsize,
                       clr, thick))
@@ -318,7 +325,10 @@ def control_items(state, config):
 def draw_control(pane, state, config, layout, origin):
     boxes = typeset(pane, control_items(state, config), config.caffevis_control_loc,
                     line_spacing=config.caffevis_control_line_spacing, wrap=True)
-    layout.control_boxes = [(i, x + origin[1], y + origin[0], w, h) for i, (x, y, w, h) in enumerate(boxes)]
+    # names wrapped below the pane are clipped: they must not catch clicks meant for the tiles
+    ph = pane.shape[0]
+    layout.control_boxes = [(i, x + origin[1], y + origin[0], w, min(h, ph - y))
+                            for i, (x, y, w, h) in enumerate(boxes) if y < ph]
 
 
 def jpgvis_shown(state, config):
@@ -399,7 +409,7 @@ def render(state, blobs, back, images, config, labels=None, fps=None, layout=Non
         Blob name -> the forward blob of the current image.
     back : BackResult or None
     images : dict
-        ``'input'``, ``'input_display'``, ``'jpgvis'``, ``'pattern'`` (see the module doc).
+        ``'input'``, ``'jpgvis'``, ``'pattern'`` (see the module doc).
     config : ViewerConfig
     labels : list of str, optional
         Class labels (``caffevis_labels``).
@@ -421,7 +431,7 @@ def render(state, blobs, back, images, config, labels=None, fps=None, layout=Non
     units, kind, pad = unit_images(state, blobs, back, images, config)
     if "caffevis_layers" in panes:
         box = panes["caffevis_layers"]
-        draw_layers(_view(win, box), state, units, kind, pad, back_img, config, labels, layout, box[:2])
+        draw_layers(_view(win, box), state, units, kind, pad, back, back_img, config, labels, layout, box[:2])
     if "caffevis_aux" in panes:
         draw_aux(_view(win, panes["caffevis_aux"]), state, blobs, units, config, labels)
     if "caffevis_control" in panes:

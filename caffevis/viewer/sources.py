@@ -271,6 +271,8 @@ class InputFetcher:
         self.error = None
         self._loaded = None  # (idx, stretch) of the loaded static file
         self._live_version = None
+        self._last_live = None  # the newest live frame, shown again when returning to a frozen input
+        self._repush = False
         self._frame = None
         self._frame_idx = 0
         self._lock = threading.Lock()  # the published frame
@@ -299,6 +301,7 @@ class InputFetcher:
             self.static_mode = not self.static_mode
             self._loaded = None
             self._live_version = None
+            self._repush = not self.static_mode
             return None
         if tag in ("static_file_increment", "static_file_decrement"):
             if self.static is None:
@@ -322,26 +325,35 @@ class InputFetcher:
             if self.live is not None and self.static_mode:
                 self.static_mode = False
                 self._live_version = None
+                self._repush = True
 
     # -- frames --------------------------------------------------------------------------------
     def step(self):
         """Read one frame if there is something new; errors go to ``self.error`` and are skipped."""
         with self._keys_lock:  # decide under the lock, read the file or device outside it
             static_mode, idx, stretch = self.static_mode, self.static_idx, self.stretch
+            repush = False
             if static_mode:
                 if self.static is None or self._loaded == (idx, stretch):
                     return False
                 self._loaded = (idx, stretch)  # even on failure: do not retry a bad file in a loop
             else:
+                # back on a frozen live input: its frozen frame is shown again (DeepVis)
+                repush, self._repush = self._repush and self.frozen and self._last_live is not None, False
                 version = getattr(self.live, "version", None)
-                if self.frozen or (version is not None and version == self._live_version):
+                if not repush and (self.frozen or (version is not None and version == self._live_version)):
                     return False
                 self._live_version = version
-        try:
-            frame = self.static.load(idx, stretch) if static_mode else self.live.read()
-        except (InputError, cv2.error, OSError, ValueError) as err:
-            self.error = str(err).splitlines()[0] if str(err) else type(err).__name__
-            return False
+        if repush:
+            frame = self._last_live
+        else:
+            try:
+                frame = self.static.load(idx, stretch) if static_mode else self.live.read()
+            except (InputError, cv2.error, OSError, ValueError) as err:
+                self.error = str(err).splitlines()[0] if str(err) else type(err).__name__
+                return False
+            if not static_mode:
+                self._last_live = frame
         self.error = None
         with self._lock:
             self._frame = frame

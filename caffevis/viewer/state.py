@@ -133,8 +133,8 @@ class ViewerState:
                 self.pattern_mode = False
             else:
                 self.layers_show_back = not self.layers_show_back
-                if self.layers_show_back and not self.back_enabled:
-                    self.back_enabled = True
+            if self.layers_show_back and not self.back_enabled:  # DeepVis: also on leaving pattern mode
+                self.back_enabled = True
         elif tag == "ez_back_mode_loop":
             if not self.back_enabled:
                 self.back_enabled, self.back_mode, self.back_filt_mode = True, "grad", "raw"
