@@ -788,9 +788,11 @@ def load_settings(path=None, overrides=None) -> Settings:
 
 def model_overrides(spec: str) -> dict:
     """Overrides for a CLI ``MODEL`` argument: ``x.onnx`` or ``deploy.prototxt:weights.caffemodel``."""
+    # the settings file's fetch hint is about its own model, not the one given here
     if spec.endswith(".onnx"):
-        return {"caffevis_onnx_model": spec}
+        return {"caffevis_onnx_model": spec, "caffevis_fetch_hint": NULL}
     if ":" in spec:
         proto, weights = spec.rsplit(":", 1)
-        return {"caffevis_deploy_prototxt": proto, "caffevis_network_weights": weights}
+        return {"caffevis_deploy_prototxt": proto, "caffevis_network_weights": weights,
+                "caffevis_fetch_hint": NULL}
     raise SettingsError(f"{spec}: expected MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel")
