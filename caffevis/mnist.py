@@ -13,8 +13,8 @@ import struct
 import numpy as np
 
 from .errors import InputError
+from .paths import REPO_ROOT
 
-from .paths import REPO_ROOT  # noqa: E402
 #: Caffe's LeNet input scale (``transform_param { scale: 0.00390625 }``): 1/256.
 LENET_SCALE = 0.00390625
 FILES = {
@@ -40,7 +40,7 @@ def find_file(directory: str, stem: str) -> str:
         if os.path.isfile(path):
             return path
     raise InputError(f"{os.path.join(directory, stem)}[.gz]: MNIST file not found "
-                     f"(give the MNIST directory with --mnist or $CAFFEVIS_MNIST)")
+                     f"(give the MNIST directory with --mnist, mnist_dir in the settings or $CAFFEVIS_MNIST)")
 
 
 def available(directory: str | None = None, split: str = "test") -> bool:
@@ -100,7 +100,8 @@ def load(split: str = "test", directory: str | None = None):
     img_path, lab_path = (find_file(directory, stem) for stem in FILES[split])
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.ndim != 3 or labels.ndim != 1:
-        raise InputError(f"{img_path}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}")
+        raise InputError(f"{img_path}: expected images (N, H, W) and labels (N,), got {images.shape} and "
+                         f"{labels.shape}")
     if len(images) != len(labels):
         raise InputError(f"{img_path}: {len(images)} images but {lab_path} has {len(labels)} labels")
     return images.astype(np.uint8, copy=False), labels.astype(np.int64)

@@ -10,8 +10,8 @@ seed at that location (started at the layer named like the blob, as the original
 
 Rendering follows the original's ``save_caffe_image``: ``maxim``, ``deconv`` and
 ``backprop`` are scaled with 0 at mid-grey (``norm01c``); the ``*norm`` images are the
-L2 norm over channels scaled min-to-max. (The original also upsampled those one-channel
-norm images 10×; we save them at crop size.)
+L2 norm over channels scaled min-to-max (written as one-channel grey PNGs; the original
+repeated the grey in three channels).
 """
 from __future__ import annotations
 
@@ -126,21 +126,32 @@ class PatchMaker:
         Backward engine (see :meth:`caffevis.net.Net.backward`); the exported ONNX graph
         is the faster one on ONNX Runtime.
     cache : int
-        Preprocessed images and their blob values kept in memory (units of one blob
-        share many images).
+        Bytes of preprocessed images and their blob values kept in memory (units of one
+        blob share many images); default 512 MiB.
+    datadir : str, optional
+        Where the images are now, when they moved since the scan (see
+        :func:`caffevis.scan.relocated_source`).
     """
 
-    def __init__(self, result, net=None, lrn="derivative", engine="onnx", force_cpu=False, warn=None, cache=256):
+    def __init__(self, result, net=None, lrn="derivative", engine="onnx", force_cpu=False, warn=None,
+                 cache=512 << 20, datadir=None):
         from .net import Net
-        from .scan import ScanJob, make_preparer, open_source
+        from .scan import ScanJob, make_preparer, open_source, relocated_source
 
         self.result = result
         job_fields = {k: result.config[k] for k in ScanJob.__dataclass_fields__ if k in result.config}
         self.job = ScanJob(**job_fields)
         self.net = net or Net.load(self.job.model, force_cpu=force_cpu)
-        self.source = open_source(self.job.source)
+        if datadir:
+            self.source = relocated_source(self.job.source, result.images, datadir)
+        elif not os.path.exists(self.job.source["path"]):
+            raise InputError(f"{self.job.source['path']}: the scan's images are not there any more "
+                             f"(moved? give --datadir)")
+        else:
+            self.source = open_source(self.job.source)
         if self.source.names != result.images:
-            raise InputError(f"{self.job.source['path']}: the input list differs from the one the maxes were found on")
+            raise InputError(f"{self.job.source['path']}: the input list differs from the one the maxes were found on "
+                             f"(moved images: give --datadir)")
         self.prepare = make_preparer(self.job, self.net)
         self.fields = net_fields(self.net)
         self.swap = self.job.preprocess.get("channel_swap")
@@ -151,28 +162,37 @@ class PatchMaker:
         self._values = OrderedDict()  # (blob, image index) -> the blob for that image
 
     def _remember(self, store, key, value):
+        """Keep ``value``, forgetting the least recently used entries over half the budget
+        (each of the two stores gets half)."""
         store[key] = value
         store.move_to_end(key)
-        while len(store) > self.cache:
-            store.popitem(last=False)
+        size = sum(v.nbytes for v in store.values())
+        while len(store) > 1 and size > self.cache // 2:
+            size -= store.popitem(last=False)[1].nbytes
 
     def inputs(self, indices):
         """Net inputs (B, C, H, W) of the given images (decoded and preprocessed once)."""
+        out = []
         for i in indices:
             if i not in self._inputs:
                 self._remember(self._inputs, i, self.prepare(self.source.load(i)))
             else:
                 self._inputs.move_to_end(i)
-        return np.stack([self._inputs[i] for i in indices])
+            out.append(self._inputs[i])
+        return np.stack(out)
 
     def values(self, layer, indices):
         """The blob for each image (run once per image and blob)."""
-        missing = [i for i in dict.fromkeys(indices) if (layer, i) not in self._values]
+        found = {i: self._values[(layer, i)] for i in indices if (layer, i) in self._values}
+        for i in found:
+            self._values.move_to_end((layer, i))
+        missing = [i for i in dict.fromkeys(indices) if i not in found]
         if missing:
             out = self.net.forward(self.inputs(missing), blobs=[layer])[layer]
             for i, v in zip(missing, out):
+                found[i] = v = v.copy()  # not a view: the cache's byte count is what it holds
                 self._remember(self._values, (layer, i), v)
-        return [self._values[(layer, i)] for i in indices]
+        return [found[i] for i in indices]
 
     def entries(self, layer, unit, n=None):
         """The unit's top entries: list of (rank, value, image_index, label, (y, x) or None)."""
@@ -231,6 +251,10 @@ class PatchMaker:
         return entries, crops
 
 
+#: First line of info.txt, as the original wrote it.
+INFO_HEADER = "# is_conv val image_idx image_class i(if is_conv) j(if is_conv) filename"
+
+
 def info_line(entry, spatial, filename):
     """``is_conv val image_idx label [y x] filename`` (the original's info.txt)."""
     j, val, idx, label, loc = entry
@@ -258,6 +282,8 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
     """
     from tqdm import tqdm
 
+    if n < 1:
+        raise InputError(f"-N {n}: expected a positive integer")
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise InputError(f"unknown patch kind '{bad[0]}' (kinds: {', '.join(KINDS)})")
@@ -287,6 +313,7 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
                 save_image(os.path.join(unit_dir, f"{kind}_{e[0]:03d}.png"), render(kind, crop, maker.swap))
         if info:
             with open(os.path.join(unit_dir, "info.txt"), "w", encoding="utf-8") as f:
+                f.write(INFO_HEADER + "\n")
                 for e in entries:
                     f.write(info_line(e, lm.spatial, result.images[e[2]]) + "\n")
     return maker
@@ -296,6 +323,16 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
 def unit_jpg_path(root, kind, layer, unit):
     """``<root>/<kind>/<layer>/<layer>_NNNN.jpg`` (kind: max_im, max_deconv), the viewer's names."""
     return os.path.join(root, kind, layer, f"{layer}_{unit:04d}.jpg")
+
+
+def tile_size(field_hw, min_tile=64):
+    """Montage tile (h, w) for crops of ``field_hw``: the field, enlarged by the smallest
+    whole factor that brings it to ``min_tile`` pixels (0: never enlarged)."""
+    h, w = (int(v) for v in field_hw)
+    if min_tile and max(h, w) < min_tile:
+        factor = -(-min_tile // max(h, w))
+        return h * factor, w * factor
+    return h, w
 
 
 def make_max_tree(result, layers, root, units=None, n=9, maker=None, progress=True, min_tile=64, **maker_args):
@@ -314,10 +351,7 @@ def make_max_tree(result, layers, root, units=None, n=9, maker=None, progress=Tr
         if layer not in result.layers:
             raise InputError(f"blob '{layer}' is not in the maxes file (it has {', '.join(result.layers)})")
         lm = result.layers[layer]
-        size = maker.fields[layer].field_size()
-        if min_tile and max(size) < min_tile:
-            factor = -(-min_tile // max(size))
-            size = (size[0] * factor, size[1] * factor)
+        size = tile_size(maker.fields[layer].field_size(), min_tile)
         for unit in tqdm(list(units if units is not None else range(lm.channels)), desc=f"make-unit-vis {layer}",
                          unit="unit", disable=not progress, file=sys.stderr):
             entries, crops = maker.unit(layer, unit, n, kinds=("maxim", "deconv"))
@@ -329,8 +363,9 @@ def make_max_tree(result, layers, root, units=None, n=9, maker=None, progress=Tr
     return written
 
 
-def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9):
-    """Montage of ``crop_max_patches`` PNGs (``<patch_dir>/<layer>/unit_NNNN/<kind>_NNN.png``)."""
+def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9, min_tile=64):
+    """Montage of ``crop_max_patches`` PNGs (``<patch_dir>/<layer>/unit_NNNN/<kind>_NNN.png``),
+    tiles sized as :func:`make_max_tree`'s (the largest patch, enlarged to ``min_tile``)."""
     import cv2
 
     unit_dir = os.path.join(patch_dir, layer, f"unit_{unit:04d}")
@@ -345,4 +380,5 @@ def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9):
         tiles.append((img[:, :, ::-1] if img.ndim == 3 else img) / 255.0)
     if not tiles:
         raise InputError(f"{unit_dir}: no {kind}_NNN.png patches (run crop-max-patches first)")
-    return montage(tiles)
+    largest = (max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles))
+    return montage(tiles, size=tile_size(largest, min_tile))

@@ -10,8 +10,8 @@ Fields are kept per channel because a concat joins branches with different field
 (SqueezeNet's ``expand1x1`` and ``expand3x3`` channels). Where channels with different
 fields are mixed (a convolution over a concat), the result is their hull, which is exact
 for equal strides and conservative otherwise. Layers that see the whole input
-(InnerProduct, Flatten, Reshape, a Softmax over a 2-D blob) get the whole image, as the
-original did for its FC layers.
+(InnerProduct, Flatten, Reshape, a Softmax over a 2-D blob, a global pooling over the
+whole image) get the whole image, as the original did for its FC layers.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class BlobField:
     input_hw : tuple of int
         Height and width of the input image.
     whole : bool
-        Every unit sees the whole input (fully connected layers).
+        Every unit sees the whole input (fully connected layers, global pooling).
     """
 
     size: np.ndarray
@@ -65,8 +65,9 @@ class BlobField:
         """Input region ``(top, left, height, width)`` seen by unit ``(channel, y, x)``.
 
         The region may extend past the image (negative ``top``/``left`` or beyond the
-        bottom/right edge): that part is padding, which crops fill with zeros. A field that
-        contains the whole image is reported as exactly the image.
+        bottom/right edge): that part is padding, which crops fill with zeros. Blobs whose
+        units see the whole image (fully connected layers, global pooling) report exactly
+        the image.
         """
         if not 0 <= channel < self.channels:
             raise InputError(f"channel {channel} out of range (blob has {self.channels})")
@@ -76,9 +77,6 @@ class BlobField:
         stop = start + self.size[channel]
         top, left = (int(math.floor(v + 1e-9)) for v in start)
         bottom, right = (int(math.ceil(v - 1e-9)) for v in stop)
-        ih, iw = self.input_hw
-        if top <= 0 and left <= 0 and bottom >= ih and right >= iw:
-            return 0, 0, int(ih), int(iw)  # sees the whole image (a global pool): no padding frame
         return top, left, bottom - top, right - left
 
 
@@ -145,6 +143,12 @@ def _hull_bottoms(bottoms, extent, hw):
     return BlobField(*out, hw)
 
 
+def _covers_image(field: BlobField) -> bool:
+    """Every channel's unit (0, 0) sees the whole input."""
+    stop = field.offset + field.size
+    return bool((field.offset <= 1e-9).all() and (stop >= np.asarray(field.input_hw, np.float64) - 1e-9).all())
+
+
 def _spatial_extent(shape):
     return tuple(shape[2:4]) if len(shape) >= 4 else (1, 1)
 
@@ -206,7 +210,10 @@ def _layer_field(lp, bottoms, top_shape, hw) -> BlobField:
         return _mix_groups(f, a["group"], channels, extent)
     if t == "Pooling":
         if a["global_pooling"]:
-            return _spatial(b, extent, (1, 1), (0, 0))
+            f = _spatial(b, extent, (1, 1), (0, 0))
+            if _covers_image(f):
+                return _whole(channels, hw)  # its one unit sees every pixel: crop the image, not a padded frame
+            return f
         return _spatial(b, a["kernel"], a["stride"], a["pad"])
     if t == "LRN":
         half = (a["local_size"] - 1) // 2

@@ -64,6 +64,8 @@ class IdxImages:
         self.names = [f"{base}#{i}" for i in range(len(self.images))]
         if labels_path:
             labels = mnist.read_idx(labels_path)
+            if labels.ndim != 1:
+                raise InputError(f"{labels_path}: expected idx labels (N,); got shape {labels.shape}")
             if labels.shape != (len(self.images),):
                 raise InputError(f"{labels_path}: {labels.shape[0]} labels for {len(self.images)} images in {path}")
             self.labels = labels.astype(np.int64)
@@ -88,6 +90,7 @@ def read_rgb(path):
 
 
 def is_idx(path):
+    """Whether ``path`` starts like an idx file (gzip or raw), whatever its dimensions."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -98,7 +101,7 @@ def is_idx(path):
 
         with gzip.open(path, "rb") as f:
             head = f.read(4)
-    return len(head) == 4 and head[:2] == b"\0\0" and head[3] in (3, 4)
+    return len(head) == 4 and head[:2] == b"\0\0" and 1 <= head[3] <= 4
 
 
 def source_spec(images, labels=None, datadir=None) -> dict:
@@ -134,19 +137,36 @@ def open_source(spec: dict):
         return ImageFiles(spec["path"], names, [-1] * len(names))
     if kind == "list":
         names, labels = [], []
-        with open(spec["path"], encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                parts = line.split()
-                if not parts or parts[0].startswith("#"):
-                    continue
-                if len(parts) > 2 or (len(parts) == 2 and not parts[1].lstrip("-").isdigit()):
-                    raise InputError(f"{spec['path']}:{lineno}: expected 'FILENAME [LABEL]' (an integer label)")
-                names.append(parts[0])
-                labels.append(int(parts[1]) if len(parts) == 2 else -1)
+        try:
+            with open(spec["path"], encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{spec['path']}: not a text list file, an image directory or an idx images "
+                             f"file") from None
+        for lineno, line in enumerate(lines, 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) > 2 or (len(parts) == 2 and not parts[1].lstrip("-").isdigit()):
+                raise InputError(f"{spec['path']}:{lineno}: expected 'FILENAME [LABEL]' (an integer label)")
+            names.append(parts[0])
+            labels.append(int(parts[1]) if len(parts) == 2 else -1)
         if not names:
             raise InputError(f"{spec['path']}: the list file names no images")
         return ImageFiles(spec["root"], names, labels)
     raise InputError(f"unknown source kind '{kind}'")
+
+
+def relocated_source(spec: dict, names, datadir):
+    """The images of a finished scan (``spec`` from its config, ``names`` its input list)
+    read from ``datadir`` instead: the folder the directory or list names are now relative
+    to, or the folder now holding the idx images file."""
+    datadir = os.path.abspath(datadir)
+    if not os.path.isdir(datadir):
+        raise InputError(f"--datadir {datadir}: not a directory")
+    if spec["kind"] == "idx":
+        return IdxImages(os.path.join(datadir, os.path.basename(spec["path"])))
+    return ImageFiles(datadir, names, [-1] * len(names))
 
 
 # -- the job -----------------------------------------------------------------------------

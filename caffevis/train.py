@@ -252,6 +252,7 @@ def train(train_images, train_labels, settings: SolverSettings, test=None, progr
     record : dict
         Settings, loss curve (mean over each ``log_interval``), test accuracies, timings.
     """
+    import onnxruntime
     from tqdm import tqdm
 
     settings.validate()
@@ -261,8 +262,6 @@ def train(train_images, train_labels, settings: SolverSettings, test=None, progr
     # the data order has its own stream, so changing max_iter does not change the init
     rng = np.random.default_rng([settings.seed, 1])
     stream = batches(len(train_images), settings.batch, rng)
-    import onnxruntime
-
     record = {"solver": dataclasses.asdict(settings), "train_items": int(len(train_images)),
               "gradients": "caffevis.grad softmax-loss graph (params as inputs) on onnxruntime "
                            f"{onnxruntime.__version__} {session.session.get_providers()[0]}",
@@ -270,12 +269,13 @@ def train(train_images, train_labels, settings: SolverSettings, test=None, progr
     window, start = [], time.time()
     bar = tqdm(range(settings.max_iter), desc="train-lenet", unit="it", disable=not progress, mininterval=1.0)
     for it in bar:
-        idx = stream.__next__()
+        idx = next(stream)
         x = mnist.to_net_input(train_images[idx])
         result = session.run(x, train_labels[idx], params=params)
         loss = float(result["loss"])
         if not np.isfinite(loss):
-            raise FloatingPointError(f"training diverged at iteration {it} (loss {loss})")
+            raise SettingsError(f"solver.base_lr: training diverged at iteration {it} (loss {loss}); "
+                                f"lower the learning rate (--lr, now {settings.base_lr})")
         rate = solver.step(result["params"])
         window.append(loss)
         if len(window) == settings.log_interval or it == settings.max_iter - 1:

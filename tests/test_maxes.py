@@ -15,6 +15,7 @@ import pytest
 from caffevis.cli import main
 from caffevis.errors import InputError
 from caffevis.maxes import MaxTracker, load_maxes, merge_files
+from caffevis.patches import INFO_HEADER
 from conftest import REPO, shared_path
 
 LAYERS = ["conv1", "conv2", "ip1", "ip2"]
@@ -199,6 +200,26 @@ def test_bad_shard_is_one_line(shard, capsys):
     assert "--shard" in capsys.readouterr().err
 
 
+def test_bad_inputs_are_one_line(single, tmp_path, capsys):
+    m = shared_path("data", "mnist")
+    images, labels = (os.path.join(m, f"t10k-{k}-idx{d}-ubyte.gz") for k, d in (("images", 3), ("labels", 1)))
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    model = _lenet_args()[0]
+    for argv, message in [
+            (["--images", labels], "expected idx images (N, H, W)"),
+            (["--images", images, "--labels", images], "expected idx labels (N,)"),
+            (["--images", str(binary)], "not a text list file"),
+            (["--images", images, "-N", "0"], "-N 0"),
+            (["--images", images, "--checkpoint-every", "-1"], "--checkpoint-every -1"),
+            (["--images", images, "--image-dims", "256"], "--image-dims 256")]:
+        assert main(["find-maxes", model, "-o", str(tmp_path / "x.h5")] + argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err, (argv, err)
+    assert main(["crop-max-patches", single, "--layer", "conv1", "-o", str(tmp_path / "p"), "-N", "0"]) == 2
+    assert "-N 0" in capsys.readouterr().err
+
+
 def test_crop_patches_and_montages_on_lenet(single, tmp_path):
     import cv2
 
@@ -211,8 +232,9 @@ def test_crop_patches_and_montages_on_lenet(single, tmp_path):
     assert cv2.imread(os.path.join(unit, "maxim_000.png"), cv2.IMREAD_UNCHANGED).shape == (14, 14)  # conv2 field
     result = load_maxes(single)
     lines = open(os.path.join(unit, "info.txt")).read().splitlines()
+    assert lines[0] == INFO_HEADER and len(lines) == 10  # the original's header, then one line per entry
     lm = result.layers["conv2"]
-    first = lines[0].split()
+    first = lines[1].split()
     assert first[0] == "1" and int(first[2]) == lm.image_index[3, 0]
     assert abs(float(first[1]) - lm.max_vals[3, 0]) < 1e-5 and tuple(map(int, first[4:6])) == tuple(lm.location[3, 0])
     tree = str(tmp_path / "unit_jpg_vis")
@@ -222,9 +244,38 @@ def test_crop_patches_and_montages_on_lenet(single, tmp_path):
     from caffevis.patches import PatchMaker, render, to_uint8
 
     _, crops = PatchMaker(result).unit("ip2", 1, kinds=("maxim",))
+    _, tiny = PatchMaker(result, cache=1).unit("ip2", 1, kinds=("maxim",))  # a cache that keeps one entry
+    assert all(np.array_equal(a, b) for a, b in zip(crops["maxim"], tiny["maxim"])) and len(tiny["maxim"]) == 9
+    # the same montages from the PNGs of crop-max-patches: same tile size (--min-tile), same crops
+    patched = str(tmp_path / "from_patches")
+    assert main(["make-unit-vis", single, "-o", patched, "--layers", "conv2", "--idx-begin", "3", "--idx-end", "4",
+                 "--from-patches", out]) == 0
+    assert main(["make-unit-vis", single, "-o", tree, "--layers", "conv2", "--idx-begin", "3", "--idx-end", "4"]) == 0
+    for kind in ("max_im", "max_deconv"):
+        a, b = (cv2.imread(os.path.join(d, kind, "conv2", "conv2_0003.jpg")).astype(float) for d in (patched, tree))
+        assert a.shape == b.shape == (3 * 70 + 4, 3 * 70 + 4, 3)  # 14-px field enlarged 5x to reach 64
+        assert np.abs(a - b).mean() < 2, kind
     tile = to_uint8(render("maxim", crops["maxim"][0])).astype(float)  # the best "1", 0 at mid-grey
     assert np.abs(im[1:84:3, 1:84:3, 1].astype(float) - tile).mean() < 4  # JPEG q95
     assert os.path.isfile(os.path.join(tree, "max_deconv", "ip2", "ip2_0000.jpg"))
+
+
+def test_crop_after_the_images_moved(tmp_path, capsys):
+    import shutil
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    first.mkdir()
+    shutil.copy(os.path.join(shared_path("data", "mnist"), "t10k-images-idx3-ubyte.gz"), first)
+    args = _lenet_args()
+    out = str(tmp_path / "m.h5")
+    assert main(["find-maxes", args[0], "--images", str(first / "t10k-images-idx3-ubyte.gz"), "--input-scale",
+                 "0.00390625", "--layers", "ip2", "-o", out]) == 0
+    first.rename(moved)
+    crop = ["crop-max-patches", out, "--layer", "ip2", "-o", str(tmp_path / "p"), "--idx-end", "1", "--do-maxes"]
+    assert main(crop) == 2
+    assert "not there any more" in capsys.readouterr().err
+    assert main(crop + ["--datadir", str(moved)]) == 0
+    assert sorted(os.listdir(tmp_path / "p" / "ip2" / "unit_0000")) == [f"maxim_{j:03d}.png" for j in range(9)]
 
 
 def test_make_unit_vis_regularized_calls_the_optimizer_tree(single, tmp_path):

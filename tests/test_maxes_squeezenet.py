@@ -77,7 +77,7 @@ def test_crop_max_patches_on_fc_units(sq, tmp_path):
     assert sorted(os.listdir(unit)) == ["info.txt", "maxim_000.png", "maxim_001.png"]
     # prob follows a global pool: its field is the whole input
     assert cv2.imread(os.path.join(unit, "maxim_000.png")).shape == (227, 227, 3)
-    first = open(os.path.join(unit, "info.txt")).read().splitlines()[0].split()
+    first = open(os.path.join(unit, "info.txt")).read().splitlines()[1].split()
     assert first[0] == "1" and first[3] == "-1" and first[4:6] == ["0", "0"] and first[-1] == "space_shuttle.jpg"
 
 

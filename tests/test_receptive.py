@@ -42,8 +42,11 @@ def test_squeezenet_concat_keeps_per_channel_fields():
     assert concat.field_size() == (19, 19)
     # the next squeeze mixes all channels: the hull
     assert f["fire3/squeeze1x1"].field_size() == (19, 19)
-    # conv10 feeds a global average pool: pool10's units see the whole image
+    # conv10 feeds a global average pool: pool10's units see the whole image, and so do prob's;
+    # their crops and montage tiles are the image itself, not a padded frame around it
     assert f["pool10"].region(0, 0, 0) == (0, 0, 227, 227)
+    assert f["pool10"].field_size() == f["prob"].field_size() == (227, 227)
+    assert f["conv10"].field_size() == f["fire9/concat"].field_size() == (155, 155)
 
 
 def test_lenet_fields():

@@ -248,5 +248,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train-lenet", "--mnist", str(tmp_path), "-o", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "MNIST file not found" in err and str(tmp_path) in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    settings = tmp_path / "s.yaml"
+    settings.write_text(f"mnist_dir: {empty}\n")  # the settings' mnist_dir is where the files are looked up
+    assert main(["train-lenet", "--settings", str(settings), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert f"{empty}/train-images-idx3-ubyte[.gz]: MNIST file not found" in capsys.readouterr().err
     assert main(["train-lenet", "--iterations", "0", "-o", str(tmp_path / "o")]) == 2
     assert "solver.max_iter" in capsys.readouterr().err
+    assert main(["train-lenet", "--train-limit", "-5", "-o", str(tmp_path / "o")]) == 2
+    assert "--train-limit -5" in capsys.readouterr().err
+    # a learning rate that blows up: one line naming the setting, not a traceback
+    assert main(["train-lenet", "--iterations", "20", "--lr", "1000", "--train-limit", "640", "--quiet",
+                 "--mnist", shared_path("data", "mnist"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # (a first line may note the execution provider)
+    assert "diverged" in err[-1] and "--lr" in err[-1] and "Traceback" not in "".join(err)
+    assert not (tmp_path / "o").exists()

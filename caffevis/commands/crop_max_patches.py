@@ -26,6 +26,8 @@ def register(sub):
     p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative",
                    help="LRN rule of the deconv (default derivative, as the toolbox)")
     p.add_argument("--model", help="use this model instead of the one named in the file (moved files)")
+    p.add_argument("--datadir", help="folder the images are in now, if they moved since find-maxes (the "
+                                     "folder the list names are relative to, or the one holding the idx file)")
     p.add_argument("--engine", choices=("onnx", "numpy"), default="onnx",
                    help="backward engine: the exported ONNX graph (default, faster) or the NumPy deconvnet")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
@@ -44,7 +46,8 @@ def run(args):
         kinds, info = [kind for _, kind in DO_FLAGS], True
     net = Net.load(args.model, force_cpu=args.cpu) if args.model else None
     crop_max_patches(result, args.layer, args.outdir, n=args.n, kinds=kinds, info=info, idx_begin=args.idx_begin,
-                     idx_end=args.idx_end, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu)
+                     idx_end=args.idx_end, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu,
+                     datadir=args.datadir)
     print(f"wrote {args.outdir}/{args.layer}/unit_NNNN/ ({', '.join(kinds + (['info.txt'] if info else []))})",
           file=sys.stderr)
     return 0

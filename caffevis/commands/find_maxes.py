@@ -69,6 +69,12 @@ def build_job(args):
     from ..scan import ScanJob, preprocess_from_settings, source_spec
     from ..settings import load_settings, model_overrides
 
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
+    if args.n < 1:
+        raise InputError(f"-N {args.n}: expected a positive integer")
+    if args.checkpoint_every < 0:
+        raise InputError(f"--checkpoint-every {args.checkpoint_every}: expected 0 (only at the end) or more")
     overrides = dict(model_overrides(args.model)) if args.model else {}
     overrides["caffevis_data_mean"] = _mean_override(args.mean)
     overrides["caffevis_input_scale"] = args.input_scale
@@ -89,12 +95,12 @@ def build_job(args):
     preprocess["geometry"] = args.geometry
     if args.image_dims:
         try:
-            preprocess["image_dims"] = [int(v) for v in args.image_dims.split(",")]
-            assert len(preprocess["image_dims"]) == 2
-        except (ValueError, AssertionError):
-            raise InputError(f"--image-dims {args.image_dims}: expected H,W") from None
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
+            dims = [int(v) for v in args.image_dims.split(",")]
+        except ValueError:
+            dims = []
+        if len(dims) != 2 or min(dims) < 1:
+            raise InputError(f"--image-dims {args.image_dims}: expected H,W (two positive integers)")
+        preprocess["image_dims"] = dims
     job = ScanJob(model=model, source=source_spec(args.images, args.labels, args.datadir), blobs=blobs,
                   n=args.n, batch_size=args.batch_size, preprocess=preprocess, shard=args.shard)
     return job, net

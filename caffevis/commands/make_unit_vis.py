@@ -32,6 +32,7 @@ def register(sub):
     p.add_argument("--opt-seeds", type=int, default=9, help="--regularized: runs per preset (default 9: a 3x3 "
                                                              "quadrant)")
     p.add_argument("--model", help="use this model instead of the one named in the file")
+    p.add_argument("--datadir", help="folder the images are in now, if they moved since find-maxes")
     p.add_argument("--engine", choices=("onnx", "numpy"), default="onnx",
                    help="backward engine: the exported ONNX graph (default, faster) or the NumPy deconvnet")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
@@ -57,7 +58,8 @@ def run(args):
         from ..patches import PatchMaker
 
         net = Net.load(args.model, force_cpu=args.cpu) if args.model else None
-        maker = PatchMaker(result, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu)
+        maker = PatchMaker(result, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu,
+                           datadir=args.datadir)
     count = 0
     for layer in layers:
         channels = result.layers[layer].channels
@@ -67,7 +69,7 @@ def run(args):
         if args.from_patches:
             for unit in units:
                 for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
-                    img = montage_from_patch_dir(args.from_patches, layer, unit, kind, args.n)
+                    img = montage_from_patch_dir(args.from_patches, layer, unit, kind, args.n, args.min_tile)
                     save_image(unit_jpg_path(args.outdir, tree, layer, unit), img / 255.0)
                     count += 1
         else:

@@ -1,7 +1,7 @@
 """caffevis train-lenet [-o model_zoo/lenet] [--iterations 10000] [--seed 0]"""
 import os
 
-from ..net import REPO_ROOT
+from ..paths import REPO_ROOT
 
 DEFAULT_OUT = os.path.join(REPO_ROOT, "model_zoo", "lenet")
 
@@ -11,8 +11,7 @@ def register(sub):
                        description="Train Caffe's MNIST LeNet with Caffe's lenet_solver settings; write "
                                    "lenet.prototxt, lenet.caffemodel, lenet.onnx and lenet_training.json.")
     p.add_argument("-o", "--output", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    p.add_argument("--mnist", default=None, help="folder with the MNIST idx files (default: $CAFFEVIS_MNIST "
-                                                  "or ../shared/data/mnist)")
+    add_mnist_args(p)
     p.add_argument("--iterations", type=int, default=10000, help="SGD iterations (default: %(default)s, as Caffe)")
     p.add_argument("--batch", type=int, default=64, help="minibatch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=0.01, help="base learning rate (default: %(default)s)")
@@ -25,15 +24,39 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def add_mnist_args(p):
+    """``--mnist DIR`` and ``--settings FILE`` (its ``mnist_dir``): where the idx files are."""
+    p.add_argument("--mnist", default=None, help="folder with the MNIST idx files (default: mnist_dir of "
+                                                  "--settings, else $CAFFEVIS_MNIST, else ../shared/data/mnist)")
+    p.add_argument("--settings", help="settings YAML whose mnist_dir names the MNIST folder")
+
+
+def mnist_dir(args):
+    """The MNIST folder of :func:`add_mnist_args`' flags (None: :func:`caffevis.mnist.default_directory`)."""
+    if args.mnist:
+        return args.mnist
+    if args.settings:
+        from ..settings import load_settings
+
+        settings = load_settings(args.settings)
+        if not settings.where("mnist_dir").endswith("default"):
+            return settings.mnist_dir
+    return None
+
+
 def run(args):
     from .. import mnist, train
+    from ..errors import InputError
 
+    if args.train_limit < 0:
+        raise InputError(f"--train-limit {args.train_limit}: expected 0 (all) or a positive number of digits")
     settings = train.SolverSettings(base_lr=args.lr, batch=args.batch, max_iter=args.iterations, seed=args.seed,
                                     test_interval=args.test_interval).validate()
-    images, labels = mnist.load("train", args.mnist)
+    directory = mnist_dir(args)
+    images, labels = mnist.load("train", directory)
     if args.train_limit:
         images, labels = images[:args.train_limit], labels[:args.train_limit]
-    test = mnist.load("test", args.mnist)
+    test = mnist.load("test", directory)
     params, record = train.train(images, labels, settings, test=test, progress=not args.quiet,
                                  force_cpu=args.cpu)
     paths = train.save(params, args.output, record)

@@ -1,7 +1,8 @@
 """caffevis zf-figures --digit 0 --digit 8 [--model M] -o DIR"""
 import os
 
-from ..net import REPO_ROOT
+from ..paths import REPO_ROOT
+from .train_lenet import add_mnist_args, mnist_dir
 
 DEFAULT_MODEL = os.path.join(REPO_ROOT, "model_zoo", "lenet", "lenet.prototxt") + ":" + \
     os.path.join(REPO_ROOT, "model_zoo", "lenet", "lenet.caffemodel")
@@ -14,14 +15,14 @@ def register(sub):
                                    "written as zf_digit<D><suffix>.png.")
     p.add_argument("--digit", type=int, action="append", help="digit 0-9 (repeatable; default: 0 and 8)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel (default: the trained LeNet in model_zoo/lenet)")
+                   help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel "
+                        "(default: the trained LeNet in model_zoo/lenet)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--suffix", default="", help="appended to the file names, e.g. _caffe")
     p.add_argument("--top", type=int, default=9, help="strongest units projected per layer (default: %(default)s)")
     p.add_argument("--lrn", choices=("identity", "derivative"), default="identity",
                    help="LRN rule in the deconv path (default: identity, as the Z&F paper; LeNet has no LRN)")
-    p.add_argument("--mnist", default=None, help="folder with the MNIST idx files (default: $CAFFEVIS_MNIST "
-                                                  "or ../shared/data/mnist)")
+    add_mnist_args(p)
     p.add_argument("--no-accuracy", action="store_true", help="do not measure the test accuracy for the caption")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     p.set_defaults(func=run)
@@ -38,7 +39,7 @@ def run(args):
     if tuple(net.input_shape[1:]) != (1, 28, 28):
         raise InputError(f"{args.model}: input shape {tuple(net.input_shape[1:])}; zf-figures needs an MNIST net "
                          f"taking (1, 28, 28)")
-    images, labels = mnist.load("test", args.mnist)
+    images, labels = mnist.load("test", mnist_dir(args))
     acc = None if args.no_accuracy else train.accuracy(net, images, labels)
     paths = zf_figures.write_figures(net, images, labels, args.digit or [0, 8], args.output, k=args.top,
                                      suffix=args.suffix, accuracy=acc, lrn=args.lrn)
