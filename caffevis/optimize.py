@@ -43,6 +43,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .errors import InputError, ModelError, SettingsError
+from .imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
 
 START_AT = ("mean_plus_rand", "randu", "mean")
 LR_POLICIES = ("constant", "progress", "progress01")
@@ -640,23 +641,6 @@ def optimize(net, params_list, space: InputSpace, objective: UnitObjective | Non
 
 
 # -- writing results ------------------------------------------------------------------------------
-def norm01(arr):
-    """Min-max to [0, 1] (the original's ``norm01``)."""
-    arr = np.array(arr, dtype=np.float64)
-    arr -= arr.min()
-    arr /= arr.max() + 1e-10
-    return arr
-
-
-def norm01c(arr, center):
-    """Map to [0, 1] with ``center`` at 0.5, as much range as fits (the original's ``norm01c``)."""
-    arr = np.array(arr, dtype=np.float64)
-    arr -= center
-    arr /= max(2 * arr.max(), -2 * arr.min()) + 1e-10
-    arr += .5
-    return arr
-
-
 def to_display(x, space: InputSpace):
     """(C, H, W) input-space image -> (H, W, 3) RGB (channels swapped; one channel repeated)."""
     img = x[list(space.channel_swap_to_rgb)] if space.channel_swap_to_rgb else x
@@ -666,17 +650,12 @@ def to_display(x, space: InputSpace):
 
 def render_best_x(x, space: InputSpace) -> np.ndarray:
     """``best_X.jpg``: the image with 0 (the mean) at grey, uint8 RGB."""
-    return _to_uint8(norm01c(to_display(x, space), 0))
+    return to_uint8(norm01c(to_display(x, space), 0))
 
 
 def render_best_xpm(x, space: InputSpace) -> np.ndarray:
     """``best_Xpm.jpg``: image plus mean ("plus mean"), min-max normalized, uint8 RGB."""
-    return _to_uint8(norm01(to_display(x + space.mean, space)))
-
-
-def _to_uint8(img01):
-    # what cv2.imwrite does with the original's float image 255 * im: round half to even, saturate
-    return np.clip(np.rint(255 * img01), 0, 255).astype(np.uint8)
+    return to_uint8(norm01(to_display(x + space.mean, space)))
 
 
 def write_jpg(path, rgb):

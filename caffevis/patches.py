@@ -22,6 +22,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .errors import InputError
+from .imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
 from .receptive import crop_region, net_fields
 
 KINDS = ("maxim", "deconv", "deconvnorm", "backprop", "backpropnorm")
@@ -31,19 +32,6 @@ MONTAGE_GAP = 2
 
 
 # -- pure rendering ----------------------------------------------------------------------
-def norm01c(arr, center=0.0):
-    """Map values to [0, 1] with ``center`` at 0.5 and the largest deviation at 0 or 1."""
-    arr = np.asarray(arr, np.float64) - center
-    return arr / (max(2 * arr.max(), -2 * arr.min()) + 1e-10) + 0.5
-
-
-def norm01(arr):
-    """Map the minimum to 0 and the maximum to 1."""
-    arr = np.asarray(arr, np.float64)
-    arr = arr - arr.min()
-    return arr / (arr.max() + 1e-10)
-
-
 def to_display(chw, channel_swap=None):
     """(C, H, W) in the net's channel order -> (H, W, 3) RGB, or (H, W) for one channel."""
     chw = np.asarray(chw)
@@ -62,10 +50,6 @@ def render(kind, crop, channel_swap=None):
     if kind.endswith("norm"):
         return norm01(np.linalg.norm(np.asarray(crop, np.float64), axis=0))
     return norm01c(to_display(crop, channel_swap), 0.0)
-
-
-def to_uint8(img01):
-    return np.clip(np.rint(np.asarray(img01) * 255.0), 0, 255).astype(np.uint8)
 
 
 def save_image(path, img01, quality=95):

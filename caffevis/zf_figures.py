@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .imaging import to_uint8
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, BLACK, GREY = 255, 0, 128
@@ -94,10 +95,6 @@ def norm01(a):
         return norm01c(a)
     m = float(a.max())
     return np.zeros(a.shape) if m == 0 else a / m
-
-
-def to_uint8(a01):
-    return np.clip(np.round(np.asarray(a01) * 255), 0, 255).astype(np.uint8)
 
 
 def as_maps(value):

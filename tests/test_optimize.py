@@ -360,7 +360,7 @@ def test_same_seed_identical_bytes_and_outputs(tmp_path, capsys):
     img = cv2.imread(str(tmp_path / "a" / (stem.format(5) + "best_X.jpg")), cv2.IMREAD_GRAYSCALE)
     with h5py.File(tmp_path / "a" / (stem.format(5) + "info.h5"), "r") as h:
         best = h["best"][0]
-    ref = O._to_uint8(O.norm01c(best, 0))
+    ref = O.to_uint8(O.norm01c(best, 0))
     assert np.abs(img.astype(int) - ref.astype(int)).mean() < 2  # JPEG
 
 

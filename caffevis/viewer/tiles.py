@@ -7,6 +7,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .. import imaging
+from ..imaging import to_uint8  # noqa: F401  (re-exported for the renderers)
+
 #: the layers pane's back-diff colours: negative -> red, positive -> green (BGR).
 NEG_BGR = (0.0, 0.0, 1.0)
 POS_BGR = (0.0, 1.0, 0.0)
@@ -85,10 +88,6 @@ def signed_to_colors(data):
     return out
 
 
-def to_uint8(img01):
-    return (np.clip(img01, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def enlarge_tiny(tiles, min_side=3):
     """1x1 (FC) tiles are repeated to ``min_side`` pixels so borders do not swamp them."""
     n, h, w = tiles.shape[:3]
@@ -163,16 +162,11 @@ def paste_fit(pane, img):
 
 
 def norm01c(arr, center):
-    """Symmetric scaling around ``center``: center -> 0.5, the largest deviation -> 0 or 1."""
-    arr = np.asarray(arr, np.float32) - center
-    peak = max(float(arr.max()), float(-arr.min())) if arr.size else 0.0
-    return arr / (2 * peak + 1e-10) + 0.5
+    return imaging.norm01c(arr, center, dtype=np.float32)  # float32: per-frame speed
 
 
 def norm01(arr):
-    arr = np.asarray(arr, np.float32)
-    arr = arr - arr.min()
-    return arr / (float(arr.max()) + 1e-10)
+    return imaging.norm01(arr, dtype=np.float32)
 
 
 def back_filter(diff_hwc, mode, blur_sigma=4.0):
