@@ -16,7 +16,10 @@ from .errors import CaffevisError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="caffevis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="caffevis",
+        description="Deep Visualization Toolbox and Zeiler & Fergus deconvnet for Caffe models on ONNX Runtime. "
+                    "With no command: the live viewer on LeNet.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
         importlib.import_module(f"{commands.__name__}.{mod}").register(sub)

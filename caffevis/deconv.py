@@ -25,7 +25,7 @@ from . import numpy_ops as ops
 from .caffe.to_onnx import ave_divisor, broadcast_shape, pool_geometry
 from .errors import InputError
 
-from .grad import LRN_RULES, MODES, STARTS, check_backward_args  # noqa: E402,F401
+from .grad import check_backward_args, resolve_start  # noqa: E402
 
 
 def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start="last",
@@ -110,25 +110,9 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
 
 
 def _start_point(net, blob, start, writes, final):
-    """Index of the first layer to run backward and the tensor version the seed is for."""
-    if blob == net.input_name:
-        return -1, blob
-    if start == "last":
-        if blob not in final:
-            raise InputError(f"unknown blob '{blob}' (blobs: {', '.join(net.blob_names)})")
-        version = final[blob]
-        for p in reversed(net.layers):
-            if version in writes[p.index]:
-                return p.index, version
-        raise InputError(f"blob '{blob}' is not written by any layer")
-    for p in net.layers:
-        if p.name == blob:
-            if blob not in p.tops:
-                raise InputError(f"start='layer': layer '{blob}' does not write a blob named '{blob}' "
-                                 f"(its tops: {', '.join(p.tops)}); use start='last'")
-            return p.index, writes[p.index][p.tops.index(blob)]
-    raise InputError(f"start='layer': no layer is named '{blob}' (layer names must equal blob names); "
-                     f"use start='last'")
+    """Index of the first layer to run backward and the tensor version the seed is for
+    (the same rule as the gradient graphs: :func:`caffevis.grad.resolve_start`)."""
+    return resolve_start(net.layers, net.input_name, blob, start)
 
 
 def _zeros_for(tops, outs):

@@ -20,6 +20,7 @@ Caffe semantics kept on purpose:
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -95,7 +96,8 @@ def resolve_start(plans, input_name, blob, start):
         return -1, input_name
     writers = [p.index for p in plans if blob in p.tops]
     if not writers:
-        raise InputError(f"unknown blob '{blob}'")
+        names = [input_name] + [t for p in plans for t in p.tops]
+        raise InputError(f"unknown blob '{blob}' (blobs: {', '.join(dict.fromkeys(names))})")
     if start == "last":
         idx = writers[-1]
     else:
@@ -205,10 +207,26 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     for (layer, i), d in grads.items():
         g.op("Identity", [d], outputs=[param_grad_name(layer, i)])
         outputs.append(param_grad_name(layer, i))
+    shapes = _output_shapes(plans, input_name, input_shape, target_shape, outputs)
     for name in outputs:
-        g.add_output(name, None)
+        g.add_output(name, shapes.get(name))
     meta = {"caffevis_gradient": f"blob={blob} mode={mode} lrn={lrn} start={start} loss={loss}"}
     return g.model(f"grad_{blob}", meta), outputs
+
+
+def _output_shapes(plans, input_name, input_shape, target_shape, outputs):
+    """Declared output shapes (batch symbolic) so exported files pass onnx.checker."""
+    blob_shapes = {input_name: tuple(input_shape)}
+    for p in plans:
+        blob_shapes.update(zip(p.tops, p.top_shapes))
+    shapes = {"loss": [], "output": ["N"] + list(target_shape[1:])}
+    for name in outputs:
+        if name.startswith("diff:"):
+            shapes[name] = ["N"] + list(blob_shapes[name[5:]][1:])
+        elif name.startswith("grad:"):
+            layer, i = name[5:].rsplit("/param", 1)
+            shapes[name] = list(next(p for p in plans if p.name == layer).params[int(i)].shape)
+    return shapes
 
 
 def _softmax_loss_seed(g, z, shape):
@@ -504,10 +522,11 @@ class GradientSession:
     def __init__(self, net, blob, mode="backprop", lrn="derivative", start="last", params=False,
                  params_as_inputs=False, loss=None, blob_diffs=False):
         self.net, self.blob, self.loss = net, blob, loss
-        self.model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss,
-                                                 blob_diffs)
-        self.session = make_session(self.model.SerializeToString(), net.force_cpu, getattr(net, "threads", 0))
-        self.param_inputs = {i.name for i in self.model.graph.input} - {net.input_name, SEED, LABELS}
+        model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss,
+                                            blob_diffs)
+        self.session = make_session(model.SerializeToString(), net.force_cpu, getattr(net, "threads", 0))
+        # the session holds its own copy of the weights; the model proto is not kept
+        self.param_inputs = {i.name for i in model.graph.input} - {net.input_name, SEED, LABELS}
 
     def run(self, data, seed, params=None):
         feeds = {self.net.input_name: np.ascontiguousarray(data, np.float32)}
@@ -536,8 +555,15 @@ class GradientSession:
 
 def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs):
     """Build the gradient model, reusing a copy saved on disk for the same weights."""
+    from .paths import CONVERTER_FILES, code_version
+
     source = getattr(net, "info", {}).get("source", {})
-    key = source.get("weights_sha1")
+    key = None
+    if source.get("weights_sha1"):
+        # the same weights with another prototxt, or other code, make another graph
+        deploy = {p.key: p.value for p in net.model.metadata_props}.get("caffevis_prototxt", "")
+        key = hashlib.sha1("|".join([source["weights_sha1"], deploy, code_version(*CONVERTER_FILES, "grad.py")])
+                           .encode()).hexdigest()
     path = None
     weight_bytes = sum(a.nbytes for p in net.layers for a in p.params)
     # Each gradient model carries a copy of the weights: cache small nets only (LeNet,

@@ -6,6 +6,18 @@ import numpy as np
 from .errors import InputError
 
 
+def output_path(path: str, suffix: str = "") -> str:
+    """``path`` (with ``suffix`` appended when missing), its folder created."""
+    if suffix and not path.endswith(suffix):
+        path += suffix
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{path}: cannot create the output folder ({err.strerror})") from None
+    return path
+
+
 def load_npy(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(f"{path}: file not found")

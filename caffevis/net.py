@@ -90,7 +90,8 @@ class Net:
         self._outputs = [o.name for o in self._session.get_outputs()]
         if not self.blob_shapes:
             self.blob_shapes = self._probe_shapes()
-        self._grad_sessions = {}
+        self._grad_sessions = OrderedDict()
+        self.max_grad_sessions = 6
         self.versions = None
         if self.layers:
             self.versions = assign_versions(self.layers, [self.input_name])
@@ -235,6 +236,8 @@ class Net:
         if not self.is_caffe:
             raise ModelError("backward needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")
         engine = engine or ("numpy" if mode == "deconv" else "onnx")
+        if engine not in ("onnx", "numpy"):
+            raise InputError(f"engine '{engine}': expected onnx or numpy")
         data = self.check_input(data)
         diff = np.asarray(diff, dtype=np.float32)
         if blob not in self.blob_shapes:
@@ -260,11 +263,15 @@ class Net:
         from . import grad
 
         key = (blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs)
-        if key not in self._grad_sessions:
-            self._grad_sessions[key] = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start,
-                                                            params=params, params_as_inputs=params_as_inputs,
-                                                            loss=loss, blob_diffs=blob_diffs)
-        return self._grad_sessions[key]
+        session = self._grad_sessions.pop(key, None)
+        if session is None:
+            session = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start, params=params,
+                                           params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs)
+        self._grad_sessions[key] = session  # most recently used last
+        # each session holds a copy of the weights below its seed: keep a bounded number
+        while len(self._grad_sessions) > self.max_grad_sessions:
+            self._grad_sessions.pop(next(iter(self._grad_sessions)))
+        return session
 
     # -- parameters ---------------------------------------------------------------
     @property
@@ -287,7 +294,9 @@ def convert_caffe(prototxt: str, weights: str, dtype=np.float32):
 
 
 def _cache_key(prototxt, weights):
-    h = hashlib.sha1(FORMAT_VERSION.encode())
+    from .paths import CONVERTER_FILES, code_version
+
+    h = hashlib.sha1((FORMAT_VERSION + code_version(*CONVERTER_FILES)).encode())
     for path in (prototxt, weights):
         st = os.stat(path)
         h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())

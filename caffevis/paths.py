@@ -23,3 +23,20 @@ def _project_root():
 
 
 REPO_ROOT = _project_root()
+
+
+def code_version(*modules) -> str:
+    """A short hash of caffevis source files (paths relative to the package): cached
+    conversions and gradient graphs are rebuilt whenever the code that made them changes."""
+    import hashlib
+
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha1()
+    for rel in modules:
+        with open(os.path.join(pkg, rel), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+CONVERTER_FILES = ("onnx_graph.py", os.path.join("caffe", "schema.py"), os.path.join("caffe", "reader.py"),
+                   os.path.join("caffe", "layers.py"), os.path.join("caffe", "to_onnx.py"))

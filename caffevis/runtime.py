@@ -1,13 +1,11 @@
 """ONNX Runtime sessions: CUDA when it works, else CPU, said in one line."""
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import onnxruntime as ort
 
-log = logging.getLogger("caffevis")
 _announced = set()
 
 
@@ -42,12 +40,15 @@ def make_session(model_bytes, force_cpu: bool = False, threads: int = 0) -> ort.
         except Exception as err:  # CUDA libraries missing or broken: fall back
             why = f"CUDA provider failed to start ({str(err).splitlines()[0][:120]})"
             sess = None
-        else:
+        finally:
             ort.set_default_logger_severity(2)
+        if sess is not None:
             if sess.get_providers()[0] == "CUDAExecutionProvider":
                 _say("running on CUDAExecutionProvider (GPU)")
                 return sess
             why = "CUDA provider unavailable (no GPU or CUDA libraries not found)"
+            _say(f"running on CPUExecutionProvider: {why}")
+            return sess  # ORT already fell back to CPU inside this session
     sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     _say(f"running on CPUExecutionProvider: {why}")
     return sess

@@ -107,7 +107,7 @@ def forward(plans, inputs):
         elif t == "ReLU":
             outs = [np.maximum(x, 0) + a["negative_slope"] * np.minimum(x, 0)]
         elif t == "PReLU":
-            s = prm[0].reshape((-1,) + (1,) * (x.ndim - 2)) if not a["channel_shared"] else prm[0][0]
+            s = prm[0].reshape((-1,) + (1,) * (x.ndim - 2)) if not a["channel_shared"] else prm[0].reshape(-1)[0]
             outs = [np.maximum(x, 0) + s * np.minimum(x, 0)]
         elif t == "ELU":
             outs = [np.where(x > 0, x, a["alpha"] * (np.exp(x) - 1))]

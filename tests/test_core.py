@@ -62,6 +62,37 @@ def test_layer_semantics_match_caffe_loops(batch):
         assert rel_err(ours[name], ref[name]) <= 1e-5, name
 
 
+def test_parameter_edge_cases_match_caffe_loops(tmp_path):
+    """Pooling padded on one axis only (Caffe clips both), 0-axis blobs (channel-shared PReLU,
+    scalar Scale) written and read back, Eltwise MAX with coeff, concat_dim, 4-D Softmax,
+    InnerProduct with axis 2 and transpose, global pooling, stage/level rules."""
+    from caffevis.caffe import writer
+
+    zoo2 = os.path.join(REPO, "tests", "data", "zoo_net2.prototxt")
+    cnet = fill_weights(load_caffe(zoo2), seed=2, kind="he")
+    assert [l.name for l in cnet.layers][-1] == "ip"  # 'staged' needs a stage, 'leveled' is excluded at level 0
+    shapes = {p.name: p for p in __import__("caffevis.caffe.layers", fromlist=["plan"]).plan(cnet)}
+    assert shapes["pool_a"].top_shapes[0] == (2, 4, 3, 4)  # Caffe: 3 rows (clipped although pad_h is 0)
+    assert shapes["prelu"].params[0].shape == () and shapes["scal"].params[0].shape == ()
+    for layer in cnet.layers:  # non-trivial 0-axis values
+        if layer.name in ("prelu", "scal"):
+            layer.blobs = [np.array(0.3 if layer.name == "prelu" else 1.7, np.float32)] + layer.blobs[1:]
+    from caffevis.caffe import schema
+
+    caffemodel = schema.NetParameter(name="zoo2")
+    for layer in cnet.layers:
+        caffemodel.layer.add(name=layer.name, type=layer.type).blobs.extend(writer.blob_proto(b) for b in layer.blobs)
+    weights = tmp_path / "zoo2.caffemodel"
+    writer.write_caffemodel(str(weights), caffemodel)
+    net = Net.from_caffe(zoo2, str(weights), use_cache=False)  # 0-axis blobs read back as 0-axis
+    plans = net.layers
+    x = np.random.default_rng(5).normal(size=(2, 4, 6, 6)).astype(np.float32)
+    ours = net.forward(x)
+    ref = caffe_loops.forward(plans, {"data": x.astype(np.float64)})
+    for name in net.blob_names:
+        assert rel_err(ours[name], ref[name]) <= 1e-5, name
+
+
 def test_ceil_mode_pooling_sizes():
     """Caffe's pooled size: ceil rounding, clipped so the last window starts inside."""
     from caffevis.caffe.layers import pool_output_size

@@ -325,7 +325,11 @@ def test_bad_arguments_raise_one_line_input_errors(zoo):
             backward_numpy(net, x, "ip2", seed, **kwargs)
     with pytest.raises(InputError, match="shape"):
         backward_numpy(net, x, "ip2", np.zeros((1, 4), np.float32))
-    with pytest.raises(InputError, match="no layer is named 'r'"):
-        backward_numpy(net, x, "r", np.zeros((1, 7, 1), np.float32), start="layer")
+    # no layer is named 'r': start='layer' begins at its producing layer (as the ONNX engine)
+    seed_r = np.ones((1, 7, 1), np.float32)
+    from_layer = backward_numpy(net, x, "r", seed_r, start="layer")
+    np.testing.assert_array_equal(from_layer, backward_numpy(net, x, "r", seed_r, start="last"))
+    np.testing.assert_allclose(from_layer, net.backward(x, "r", seed_r, mode="deconv", start="layer", engine="onnx"),
+                               rtol=1e-4, atol=1e-6)
     with pytest.raises(InputError, match="unknown blob"):
         backward_numpy(net, x, "nope", seed)

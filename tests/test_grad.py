@@ -109,8 +109,11 @@ def test_gradient_graphs_match_caffe(case):
     print(f"\n{case}: {checked} comparisons; worst {worst[0]:.2e} at {worst[1]} (switch flips: {worst[2]})")
 
 
-def _zoo(dtype=np.float64, seed=0):
-    cnet = fill_weights(load_caffe(ZOO), seed=seed, kind="he")
+ZOO2 = os.path.join(REPO, "tests", "data", "zoo_net2.prototxt")
+
+
+def _zoo(dtype=np.float64, seed=0, path=ZOO):
+    cnet = fill_weights(load_caffe(path), seed=seed, kind="he")
     rng = np.random.default_rng(seed + 1)
     for layer in cnet.layers:  # non-trivial BN statistics and scale
         if layer.type == "BatchNorm":
@@ -123,14 +126,14 @@ def _zoo(dtype=np.float64, seed=0):
     return cnet, plans, evaluator(model)
 
 
-@pytest.mark.parametrize("blob", ["prob", "norm2", "conv1"])
-def test_gradient_graph_matches_finite_differences_float64(blob):
-    cnet, plans, fwd = _zoo()
+@pytest.mark.parametrize("path,blob", [(ZOO, "prob"), (ZOO, "norm2"), (ZOO, "conv1"), (ZOO2, "ipt"), (ZOO2, "ip")])
+def test_gradient_graph_matches_finite_differences_float64(path, blob):
+    cnet, plans, fwd = _zoo(path=path)
     model, outputs = build_gradient_model(plans, blob, dtype=np.float64, params=True,
                                           input_name="data", input_shape=cnet.inputs["data"])
     bwd = evaluator(model)
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(2, 3, 13, 13))
+    x = rng.normal(size=cnet.inputs["data"])
     shape = fwd.run([blob], {"data": x})[0].shape
     seed = rng.normal(size=shape)
     got = dict(zip(outputs, bwd.run(outputs, {"data": x, "seed": seed})))
@@ -198,6 +201,9 @@ def test_export_grad_cli_writes_a_plain_onnx_model(tmp_path):
     model = f"{d}/deploy.prototxt:{d}/weights.caffemodel"
     subprocess.run([sys.executable, "-m", "caffevis", "export-grad", model, "--from", "conv2", "-o", str(out)],
                    check=True, capture_output=True)
+    import onnx
+
+    onnx.checker.check_model(str(out), full_check=True)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = fixture_arrays("lenet", "input.npy")
     ref = fixture_arrays("lenet", "backward.npz")
@@ -215,3 +221,20 @@ def test_backward_cli_matches_caffe(tmp_path):
                     "--input", f"{d}/input.npy", "--blob", "conv5", "--diff", str(tmp_path / "diff.npy"),
                     "--mode", "deconv", "--lrn", "identity", "-o", str(out)], check=True, capture_output=True)
     assert rel_err(np.load(out), ref["conv5_chmap/lrn_identity"]) <= 1e-4
+
+
+def test_cached_gradient_graph_follows_the_prototxt(tmp_path, tmp_cache):
+    """Same weights, another prototxt (pool1 MAX -> AVE): the cached graph must not be reused."""
+    from caffevis.net import Net
+
+    d = shared_path("fixtures", "caffe", "lenet")
+    ave = tmp_path / "ave.prototxt"
+    ave.write_text(open(f"{d}/deploy.prototxt").read().replace("pool: MAX", "pool: AVE", 1))
+    x = fixture_arrays("lenet", "input.npy")
+    seed = fixture_arrays("lenet", "backward.npz")["ip2_label/seed"]
+    g_max = Net.from_caffe(f"{d}/deploy.prototxt", f"{d}/weights.caffemodel").backward(x, "ip2", seed)
+    net_ave = Net.from_caffe(str(ave), f"{d}/weights.caffemodel")
+    g_ave = net_ave.backward(x, "ip2", seed)
+    assert list(tmp_cache.glob("*/grad/*.onnx")), "small nets' gradient graphs are cached on disk"
+    assert rel_err(g_ave, g_max) > 1e-2
+    assert rel_err(g_ave, net_ave.backward(x, "ip2", seed, engine="numpy")) <= 1e-5

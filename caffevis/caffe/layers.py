@@ -35,10 +35,6 @@ class LayerPlan:
     params: list  # np.ndarray, in Caffe's blob order (after shape checks)
     index: int = 0
 
-    @property
-    def in_place(self):
-        return bool(self.tops) and self.tops[0] in self.bottoms
-
 
 def _pair(values, single_h, single_w, default, field):
     """Caffe's ``kernel_size`` / ``kernel_h``+``kernel_w`` resolution for 2-D layers."""
@@ -78,12 +74,13 @@ def _conv_attrs(p):
                 dilation=(dh, dw), group=int(p.group), bias_term=bool(p.bias_term))
 
 
-def pool_output_size(size, kernel, pad, stride, ceil=True):
+def pool_output_size(size, kernel, pad, stride, ceil=True, padded=None):
     """Caffe's pooled size: ceil (or floor) rounding, clipped so the last window starts
-    inside the padded input."""
+    inside the padded input. Caffe clips every axis when *any* axis is padded
+    (``padded``; default: this axis' ``pad``)."""
     rounder = math.ceil if ceil else math.floor
     out = int(rounder((size + 2 * pad - kernel) / stride)) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (pad if padded is None else padded) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -131,7 +128,10 @@ def _infer(t, lp, shapes):
             pad = (int(p.pad_h), int(p.pad_w)) if (p.HasField("pad_h") or p.HasField("pad_w")) else (int(p.pad),) * 2
             stride = _pair([p.stride], _opt(p, "stride_h"), _opt(p, "stride_w"), 1, "stride")
         ceil = p.round_mode == 0
-        out = tuple(pool_output_size(sz, k, pd, st, ceil) for sz, k, pd, st in zip((h, w), kernel, pad, stride))
+        if any(pd >= k for pd, k in zip(pad, kernel)):
+            raise ModelError(f"pad {pad} must be smaller than kernel {kernel}")
+        out = tuple(pool_output_size(sz, k, pd, st, ceil, padded=any(pad))
+                    for sz, k, pd, st in zip((h, w), kernel, pad, stride))
         a = dict(method="max" if p.pool == 0 else "ave", kernel=kernel, pad=pad, stride=stride,
                  ceil=ceil, global_pooling=bool(p.global_pooling))
         return a, [(n, c) + out], []
@@ -146,7 +146,7 @@ def _infer(t, lp, shapes):
         return dict(negative_slope=float(lp.relu_param.negative_slope)), [s0], []
     if t == "PReLU":
         shared = bool(lp.prelu_param.channel_shared)
-        return dict(channel_shared=shared), [s0], [(1,) if shared else (s0[1],)]
+        return dict(channel_shared=shared), [s0], [() if shared else (s0[1],)]  # Caffe: a 0-axis blob
     if t == "ELU":
         return dict(alpha=float(lp.elu_param.alpha)), [s0], []
     if t in ("Sigmoid", "TanH", "Dropout", "AbsVal"):
@@ -206,8 +206,8 @@ def _infer(t, lp, shapes):
         coeff = list(p.coeff) or [1.0] * len(shapes)
         if len(coeff) != len(shapes):
             raise ModelError(f"eltwise_param has {len(coeff)} coeff for {len(shapes)} bottoms")
-        if op != "sum" and len(p.coeff):
-            raise ModelError("eltwise_param.coeff is only allowed with SUM")
+        if op == "prod" and len(p.coeff):
+            raise ModelError("eltwise_param.coeff is not allowed with PROD")  # Caffe ignores it for MAX
         if any(tuple(s) != tuple(s0) for s in shapes):
             raise ModelError(f"Eltwise bottoms have different shapes {shapes}")
         return dict(op=op, coeff=coeff), [s0], []
@@ -240,19 +240,22 @@ def _fit_params(layer, expected, plan_name):
     blobs = layer.blobs
     if not blobs:
         raise ModelError(f"layer '{plan_name}' ({layer.type}) has no weights in the caffemodel")
-    if len(blobs) < len(expected):
+    if len(blobs) != len(expected):  # Caffe: "Incompatible number of blobs"
         raise ModelError(f"layer '{plan_name}' ({layer.type}): caffemodel has {len(blobs)} blob(s), "
                          f"prototxt needs {len(expected)} with shapes {expected}")
+    legacy = getattr(layer, "legacy_blobs", None) or [False] * len(blobs)
     out = []
     for i, shape in enumerate(expected):
         arr = blobs[i]
         if tuple(arr.shape) != tuple(shape):
-            if arr.size != _count(shape) or arr.ndim not in (4, len(shape)):
+            # only blobs stored the old way (num/channels/height/width, no `shape`) may be
+            # reinterpreted, and only when the count matches (Caffe's ShapeEquals)
+            if not (legacy[i] and arr.size == _count(shape)):
                 raise ModelError(f"layer '{plan_name}' ({layer.type}) blob {i}: caffemodel shape "
                                  f"{tuple(arr.shape)} does not fit the prototxt's {tuple(shape)}")
-            arr = arr.reshape(shape)  # legacy num/channels/height/width storage
+            arr = arr.reshape(shape)
         # float64 blobs stay float64 (numerical checks); caffemodels give float32
-        out.append(np.ascontiguousarray(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32))
+        out.append(np.array(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32, order="C"))
     return out
 
 

@@ -49,6 +49,7 @@ class Layer:
     tops: list
     proto: object  # a schema.LayerParameter (V2 form)
     blobs: list = dataclasses.field(default_factory=list)  # np.ndarray per learnable blob
+    legacy_blobs: list = dataclasses.field(default_factory=list)  # stored as num/channels/h/w
 
 
 @dataclasses.dataclass
@@ -75,7 +76,8 @@ def read_prototxt(path: str):
     try:
         text_format.Parse(text, net, allow_unknown_field=True)
     except text_format.ParseError as err:
-        msg = str(err).replace("\n", " ")
+        # printable and short: a binary file given as a prototxt must not flood the terminal
+        msg = "".join(c if c.isprintable() else "?" for c in str(err).replace("\n", " "))[:200]
         m = re.match(r"^(\d+):(\d+)\s*:\s*(.*)$", msg)
         if m:
             raise ModelError(f"{path}:{m.group(1)}:{m.group(2)}: prototxt syntax error: {m.group(3)}") from None
@@ -111,17 +113,29 @@ def blob_to_array(blob) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def _included(lp, phase=1):
-    """Caffe's StateMeetsRule for a deploy (TEST) net with no stages or level."""
+def _meets_rule(rule, phase=1, level=0, stages=()):
+    """Caffe's ``StateMeetsRule`` for the net state (deploy: TEST, level 0, no stages)."""
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if rule.HasField("min_level") and level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and level > rule.max_level:
+        return False
+    if any(s not in stages for s in rule.stage):
+        return False
+    return not any(s in stages for s in rule.not_stage)
+
+
+def _included(lp):
+    """Caffe's ``FilterNet``: any include rule met, or (without includes) no exclude met."""
     if len(lp.include):
-        return any(not r.HasField("phase") or r.phase == phase for r in lp.include)
-    return not any(r.HasField("phase") and r.phase == phase for r in lp.exclude)
+        return any(_meets_rule(r) for r in lp.include)
+    return not any(_meets_rule(r) for r in lp.exclude)
 
 
 def _upgrade_v1(v1):
     lp = schema.LayerParameter()
     lp.name = v1.name
-    enum = schema.MESSAGES  # noqa: F841 (documentation: V1 types are the enum names)
     type_name = v1.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number[v1.type].name
     lp.type = _V1_TYPES.get(type_name, type_name)
     lp.bottom.extend(v1.bottom)
@@ -203,6 +217,7 @@ def attach_weights(cnet: CaffeNet, weights: str) -> None:
             continue
         try:
             layer.blobs = [blob_to_array(b) for b in src.blobs]
+            layer.legacy_blobs = [not b.HasField("shape") for b in src.blobs]
         except ModelError as err:
             raise ModelError(f"{weights}: layer '{layer.name}': {err}") from None
     cnet.source["weights"] = os.path.abspath(weights)

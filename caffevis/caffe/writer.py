@@ -19,7 +19,7 @@ from . import schema
 
 def blob_proto(array) -> "schema.BlobProto":
     """A float32 ``BlobProto`` with ``shape`` (the V2 form Caffe writes)."""
-    arr = np.ascontiguousarray(array, dtype=np.float32)
+    arr = np.array(array, dtype=np.float32, order="C")  # keeps 0-axis blobs 0-axis (Caffe's scalars)
     blob = schema.BlobProto()
     blob.shape.dim.extend(int(d) for d in arr.shape)
     blob.data.extend(arr.ravel().tolist())

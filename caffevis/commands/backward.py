@@ -1,5 +1,5 @@
 """caffevis backward MODEL --input data.npy --blob B --diff diff.npy --mode M --lrn L -o grad.npy"""
-from ..io import load_npy
+from ..io import load_npy, output_path
 from .forward import add_model_args
 
 
@@ -27,5 +27,6 @@ def run(args):
     net = Net.load(args.model, force_cpu=args.cpu)
     grad = net.backward(load_npy(args.input), args.blob, load_npy(args.diff), mode=args.mode, lrn=args.lrn,
                         start=args.start, engine=args.engine)
-    np.save(args.output, grad)
-    print(f"wrote {args.output} {grad.shape}")
+    out = output_path(args.output, ".npy")
+    np.save(out, grad)
+    print(f"wrote {out} {grad.shape}")

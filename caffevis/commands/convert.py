@@ -16,9 +16,10 @@ def run(args):
 
     from ..net import convert_caffe
 
+    from ..io import output_path
+
     model = convert_caffe(args.prototxt, args.weights)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    onnx.save(model, args.output)
+    onnx.save(model, output_path(args.output))
     meta = {p.key: p.value for p in model.metadata_props}
     info = json.loads(meta["caffevis_info"])
     sidecar = os.path.splitext(args.output)[0] + ".json"

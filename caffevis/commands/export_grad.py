@@ -20,9 +20,11 @@ def run(args):
     from ..grad import build_gradient_model
     from ..net import Net
 
-    net = Net.load(args.model, force_cpu=True)
+    from ..io import output_path
+
+    net = Net.load(args.model, force_cpu=args.cpu)
     model, outputs = build_gradient_model(net, args.blob, mode=args.mode, lrn=args.lrn, start=args.start,
                                           params=args.params)
-    onnx.save(model, args.output)
+    onnx.save(model, output_path(args.output))
     print(f"wrote {args.output}: inputs {[i.name for i in model.graph.input if i.name in (net.input_name, 'seed')]}"
           f" -> {len(outputs)} outputs ({outputs[0]}, ...)")

@@ -1,5 +1,5 @@
 """caffevis forward MODEL --input data.npy -o blobs.npz"""
-from ..io import load_npy
+from ..io import load_npy, output_path
 
 
 def add_model_args(p):
@@ -22,5 +22,6 @@ def run(args):
 
     net = Net.load(args.model, force_cpu=args.cpu)
     blobs = net.forward(load_npy(args.input))
-    np.savez(args.output, **blobs)
-    print(f"wrote {len(blobs)} blobs to {args.output}")
+    out = output_path(args.output, ".npz")
+    np.savez(out, **blobs)
+    print(f"wrote {len(blobs)} blobs to {out}")
