@@ -754,6 +754,16 @@ def _build(raw_file, source, file_origins, base_dirs, overrides):
     return settings
 
 
+def resolve_settings_path(path: str) -> str:
+    """A settings file by path, or a shipped one by name: ``squeezenet`` or
+    ``squeezenet.yaml`` means ``<project>/settings/squeezenet.yaml`` when no such file is here."""
+    if os.path.exists(path):
+        return path
+    name = os.path.basename(path)
+    shipped = os.path.join(REPO_ROOT, "settings", name if name.endswith((".yaml", ".yml")) else name + ".yaml")
+    return shipped if os.path.isfile(shipped) else path
+
+
 def load_settings(path=None, overrides=None) -> Settings:
     """Load and validate settings.
 
@@ -778,7 +788,7 @@ def load_settings(path=None, overrides=None) -> Settings:
     """
     raw, lines, source, base_dirs = OrderedDict(), {}, None, {}
     if path is not None:
-        source = os.path.abspath(os.fspath(path))
+        source = os.path.abspath(resolve_settings_path(os.fspath(path)))
         raw, lines = _read_yaml(source)
         base_dirs["file"] = os.path.dirname(source)
     origins = {k: f"{path}:{line}" for k, line in lines.items()}

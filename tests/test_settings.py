@@ -252,3 +252,12 @@ def test_docs_list_every_key():
         text = f.read()
     missing = [k for k in KEYS if f"`{k}`" not in text]
     assert not missing, f"docs/settings.md lacks {missing}"
+
+
+def test_shipped_settings_by_name(tmp_path, monkeypatch):
+    from caffevis.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)  # no settings/ folder here
+    by_name = load_settings("squeezenet")
+    assert by_name.source.endswith(os.path.join("settings", "squeezenet.yaml"))
+    assert load_settings("lenet.yaml").caffevis_input_scale == 0.00390625

@@ -13,6 +13,9 @@ class TorchPlanNet:
         self.params = {p.name: [torch.from_numpy(a.copy()) for a in p.params] for p in plans}
 
     def forward(self, x, until=None):
+        """Blobs by name; with ``until``, stop after the last layer writing that blob (its
+        in-place ReLU included, as caffevis' ``start='last'``)."""
+        last_writer = max((p.index for p in self.plans if until in p.tops), default=None)
         blobs = {"data": x}
         for p in self.plans:
             a, prm = p.attrs, self.params[p.name]
@@ -41,7 +44,7 @@ class TorchPlanNet:
             else:
                 raise NotImplementedError(t)
             blobs[p.tops[0]] = y
-            if until is not None and p.name == until:
+            if until is not None and p.index == last_writer:
                 break
         return blobs
 
