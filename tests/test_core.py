@@ -270,3 +270,18 @@ def test_v1_prototxt_and_v1_caffemodel_with_legacy_blob_dims(tmp_path):
     ref = fixture_arrays("caffenet_small", "blobs.npz")
     blobs = net.forward(fixture_arrays("caffenet_small", "input.npy"))
     assert max(rel_err(blobs[b], ref[b]) for b in ref.keys()) <= 1e-5
+
+
+def test_misspelt_prototxt_field_is_named(tmp_path, capsys):
+    """Caffe refuses unknown fields; caffevis reads past them but names each one."""
+    from caffevis.caffe.reader import read_prototxt
+
+    src = shared_path("models", "prototxt", "bvlc_reference_caffenet_deploy.prototxt")
+    typo = tmp_path / "typo.prototxt"
+    typo.write_text(open(src).read().replace("stride: 4", "strid: 4"))
+    read_prototxt(str(typo))
+    err = capsys.readouterr().err
+    assert f"{typo}:" in err and "'strid' is not a Caffe field" in err
+    read_prototxt(src)
+    read_prototxt(shared_path("models", "prototxt", "caffe_lenet_train_test.prototxt"))
+    assert capsys.readouterr().err == ""  # real files: no warnings

@@ -82,7 +82,24 @@ def read_prototxt(path: str):
         if m:
             raise ModelError(f"{path}:{m.group(1)}:{m.group(2)}: prototxt syntax error: {m.group(3)}") from None
         raise ModelError(f"{path}: prototxt syntax error: {msg}") from None
+    _warn_unknown_fields(path, text)
     return net
+
+
+_FIELD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::|\{)", re.M)
+
+
+def _warn_unknown_fields(path, text):
+    """One line per field name that is not in Caffe's schema (a typo Caffe would refuse)."""
+    import sys
+
+    known = schema.known_field_names()
+    body = re.sub(r'"(?:[^"\\]|\\.)*"|#[^\n]*', "", text)  # strings and comments hold no field names
+    for m in _FIELD.finditer(body):
+        if m.group(1) not in known:
+            line = body.count("\n", 0, m.start(1)) + 1
+            print(f"caffevis: warning: {path}:{line}: '{m.group(1)}' is not a Caffe field; ignored",
+                  file=sys.stderr)
 
 
 def read_caffemodel(path: str):

@@ -211,3 +211,33 @@ _CLASSES = _build()
 NetParameter = _CLASSES["NetParameter"]
 BlobProto = _CLASSES["BlobProto"]
 LayerParameter = _CLASSES["LayerParameter"]
+
+
+# Field names of caffe.proto that caffevis reads past (training, data and solver settings,
+# layers it does not convert). A prototxt field in neither this set nor the schema above is
+# almost certainly a typo: the reader warns about it, where Caffe would refuse the file.
+OTHER_CAFFE_FIELDS = frozenset("""
+weight_filler bias_filler filler value min max mean std sparse variance_norm share_mode
+data_param source batch_size rand_skip backend prefetch mean_file crop_size mirror force_color
+force_gray image_data_param shuffle new_height new_width is_color root_folder hdf5_data_param
+hdf5_output_param file_name memory_data_param channels height width window_data_param fg_threshold
+bg_threshold fg_fraction context_pad crop_mode cache_images dummy_data_param data_filler num
+accuracy_param top_k ignore_label loss_param normalize normalization argmax_param out_max_val
+bias_param contrastive_loss_param margin legacy_version crop_param offset embed_param input_dim
+exp_param base log_param mvn_param normalize_variance across_channels eps parameter_param
+python_param module layer param_str share_in_parallel recurrent_param expose_hidden
+reduction_param operation coeff spp_param pyramid_height slice_param slice_dim slice_point
+threshold_param threshold tile_param tiles hinge_loss_param norm infogain_loss_param
+stable_prod_grad debug_info state force_backward layers blobs_lr weight_decay blob_share_mode
+phase level stage not_stage min_level max_level engine axis num_axes end_axis concat_dim
+round_mode deconv_ignore propagate_down loss_weight include exclude transform_param scale
+mean_value lr_mult decay_mult name type bottom top input input_shape dim layer num_output
+""".split())
+
+
+def known_field_names():
+    """Every field name of the schema above plus :data:`OTHER_CAFFE_FIELDS`."""
+    names = set(OTHER_CAFFE_FIELDS)
+    for fields in MESSAGES.values():
+        names.update(f[0] for f in fields)
+    return names
