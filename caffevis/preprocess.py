@@ -146,7 +146,12 @@ class Preprocessor:
             chw = x.transpose(2, 0, 1)
             if self.channel_swap is not None:
                 chw = chw[list(self.channel_swap)]
-        out = chw.astype(np.float64)
+        return self.scale_and_center(chw)
+
+    def scale_and_center(self, chw) -> np.ndarray:
+        """Raw scale, mean subtraction and input scale (float64 arithmetic, as Caffe's
+        Transformer) on (C, H, W) or (N, C, H, W) in the net's channel order; float32 out."""
+        out = np.asarray(chw).astype(np.float64)
         if self.raw_scale != 1.0:
             out *= self.raw_scale
         if self.mean is not None:

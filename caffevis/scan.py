@@ -252,14 +252,7 @@ def make_preparer(job: ScanJob, net):
             if imgs.shape[1:] != (h, w) or c != 1:
                 raise InputError(f"{job.source['path']}: idx images are {imgs.shape[1:]}; "
                                  f"the net takes ({c}, {h}, {w})")
-            x = imgs[:, None].astype(np.float32).astype(np.float64)
-            if pre.raw_scale != 1.0:
-                x *= pre.raw_scale
-            if pre.mean is not None:
-                x -= pre.mean
-            if pre.input_scale is not None:
-                x *= pre.input_scale
-            return x.astype(np.float32)
+            return pre.scale_and_center(imgs[:, None].astype(np.float32))
 
         prepare_digit.many = prepare_digits
         return prepare_digit

@@ -25,13 +25,18 @@ def register(sub):
     p.add_argument("--idx-end", type=int, help="one past the last unit (default: all)")
     p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative",
                    help="LRN rule of the deconv (default derivative, as the toolbox)")
+    add_rerun_args(p)
+    p.set_defaults(func=run)
+
+
+def add_rerun_args(p):
+    """Options of the commands that re-run the images of a maxes file."""
     p.add_argument("--model", help="use this model instead of the one named in the file (moved files)")
     p.add_argument("--datadir", help="folder the images are in now, if they moved since find-maxes (the "
                                      "folder the list names are relative to, or the one holding the idx file)")
     p.add_argument("--engine", choices=("onnx", "numpy"), default="onnx",
                    help="backward engine: the exported ONNX graph (default, faster) or the NumPy deconvnet")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
-    p.set_defaults(func=run)
 
 
 def run(args):

@@ -2,6 +2,8 @@
 import os
 import sys
 
+from .crop_max_patches import add_rerun_args
+
 
 def register(sub):
     p = sub.add_parser("make-unit-vis", help="build the viewer's unit_jpg_vis tree (max_im / max_deconv "
@@ -31,11 +33,7 @@ def register(sub):
     p.add_argument("--opt-max-iter", type=int, help="--regularized: iterations per run (default: the presets')")
     p.add_argument("--opt-seeds", type=int, default=9, help="--regularized: runs per preset (default 9: a 3x3 "
                                                              "quadrant)")
-    p.add_argument("--model", help="use this model instead of the one named in the file")
-    p.add_argument("--datadir", help="folder the images are in now, if they moved since find-maxes")
-    p.add_argument("--engine", choices=("onnx", "numpy"), default="onnx",
-                   help="backward engine: the exported ONNX graph (default, faster) or the NumPy deconvnet")
-    p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
+    add_rerun_args(p)
     p.set_defaults(func=run)
 
 
