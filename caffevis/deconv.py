@@ -68,10 +68,12 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
     reads, writes, final = net.versions
     first, seed_version = _start_point(net, blob, start, writes, final)
     if values is None:
-        # only what the layers up to the start read and wrote: ORT skips the layers above
-        needed = {v for i in range(first + 1) for v in reads[i] + writes[i]} - {net.input_name}
+        # fetch only the forward values the backward rules read; ORT then reuses the
+        # buffers of the rest (each fetched output is a copy)
+        needed = _values_read(net, first, reads, writes, mode, lrn) - {net.input_name}
         values = dict(net.forward(data, sorted(needed))) if needed else {}
         values[net.input_name] = data
+        _shape_placeholders(net, first, reads, writes, values, len(data))
     seed = np.asarray(diff, dtype=np.float32)
     if seed.shape != values[seed_version].shape:
         raise InputError(f"diff for blob '{blob}' has shape {seed.shape}; expected {values[seed_version].shape}")
@@ -113,6 +115,30 @@ def _start_point(net, blob, start, writes, final):
     """Index of the first layer to run backward and the tensor version the seed is for
     (the same rule as the gradient graphs: :func:`caffevis.grad.resolve_start`)."""
     return resolve_start(net.layers, net.input_name, blob, start)
+
+
+def _values_read(net, first, reads, writes, mode, lrn):
+    """Tensor versions whose values (not just shapes) the rules below use."""
+    needed = set()
+    for p in net.layers[:first + 1]:
+        t, a = p.type, p.attrs
+        uses_input = (t == "Pooling" and a["method"] == "max") or t in ("PReLU", "ELU", "AbsVal", "Power") \
+            or (t == "LRN" and not (lrn == "identity" and mode != "backprop")) \
+            or (t == "ReLU" and mode != "deconv") or (t == "Eltwise" and a["op"] != "sum")
+        if uses_input:
+            needed.update(reads[p.index])
+        if t in ("Softmax", "Sigmoid", "TanH"):
+            needed.update(writes[p.index])
+    return needed
+
+
+def _shape_placeholders(net, first, reads, writes, values, n):
+    """Zero-memory stand-ins for the forward values only used for their shapes."""
+    for p in net.layers[:first + 1]:
+        for names, shapes in ((reads[p.index], p.bottom_shapes), (writes[p.index], p.top_shapes)):
+            for name, shape in zip(names, shapes):
+                if name not in values:
+                    values[name] = np.broadcast_to(np.zeros((), np.float32), (n,) + tuple(shape[1:]))
 
 
 def _zeros_for(tops, outs):
