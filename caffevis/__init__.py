@@ -1,0 +1,8 @@
+"""caffevis: the Deep Visualization Toolbox and Zeiler & Fergus deconvnet on ONNX Runtime."""
+import os
+
+# OpenBLAS' idle threads otherwise spin for tens of milliseconds after each NumPy matrix
+# product, taking the cores from the ONNX Runtime run that follows (the NumPy deconvnet,
+# the optimizer's regularizers); 2^18 cycles (about 0.1 ms) keeps them awake between the
+# back-to-back products of one layer. Effective when caffevis is imported before NumPy (the CLI).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
