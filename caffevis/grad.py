@@ -295,6 +295,30 @@ def _flipped_filters(g, w, shape, groups):
     return g.op("Slice", [w4, g.ints([-1, -1]), g.ints([-big, -big]), g.ints([2, 3]), g.ints([-1, -1])], "flip_w")
 
 
+def _strided_conv_input_grad(g, dy, w, shape, a, in_hw, out_hw):
+    """Input gradient of a stride-s convolution as a stride-1 one (faster in ORT than the
+    strided ConvTranspose): the filters, zero-padded to a multiple of s, are folded
+    space-to-depth, a "full" convolution with the flipped folded filters gives the gradient
+    of the folded input, and DepthToSpace unfolds it."""
+    s = a["stride"][0]
+    o, c, kh, kw = shape
+    kh2, kw2 = -(-kh // s), -(-kw // s)  # folded kernel size
+    wpad = g.op("Pad", [w, g.ints([0, 0, 0, 0, 0, 0, kh2 * s - kh, kw2 * s - kw])], "s2d_wpad")
+    w6 = g.op("Reshape", [wpad, g.ints([o, c, kh2, s, kw2, s])], "s2d_w6")
+    wt = g.op("Transpose", [w6], "s2d_wt", perm=[0, 1, 3, 5, 2, 4])
+    wf = g.op("Reshape", [wt, g.ints([o, c * s * s, kh2, kw2])], "s2d_w")
+    folded = g.op("Conv", [dy, _flipped_filters(g, wf, (o, c * s * s, kh2, kw2), 1)], "s2d_dx",
+                  kernel_shape=[kh2, kw2], pads=[kh2 - 1, kw2 - 1, kh2 - 1, kw2 - 1])
+    full = g.op("DepthToSpace", [folded], "s2d_unfold", blocksize=s, mode="CRD")
+    # rows/cols of the padded input covered by the unfolded gradient; the rest get none
+    (h, w_), (oh, ow), (ph, pw) = in_hw, out_hw, a["pad"]
+    cov_h, cov_w = s * (oh + kh2 - 1), s * (ow + kw2 - 1)
+    need_h, need_w = max(ph + h - cov_h, 0), max(pw + w_ - cov_w, 0)
+    if need_h or need_w:
+        full = g.op("Pad", [full, g.ints([0, 0, 0, 0, 0, 0, need_h, need_w])], "s2d_tail")
+    return g.op("Slice", [full, g.ints([ph, pw]), g.ints([ph + h, pw + w_]), g.ints([2, 3])], "s2d_crop")
+
+
 def _vjp_conv(ctx, p, ins, outs, dtops, aux, params):
     g, a, dy = ctx.g, p.attrs, dtops[0]
     h, w = p.bottom_shapes[0][2:]
@@ -307,6 +331,8 @@ def _vjp_conv(ctx, p, ins, outs, dtops, aux, params):
         dx = g.op("Conv", [dy, _flipped_filters(g, params[0], p.params[0].shape, a["group"])], "conv_dx",
                   kernel_shape=list(a["kernel"]), dilations=list(a["dilation"]), pads=full_pad * 2,
                   group=a["group"])
+    elif p.type == "Convolution" and a["dilation"] == (1, 1) and a["group"] == 1 and a["stride"][0] == a["stride"][1]:
+        dx = _strided_conv_input_grad(g, dy, params[0], p.params[0].shape, a, (h, w), p.top_shapes[0][2:])
     elif p.type == "Convolution":
         ext = [d * (k - 1) + 1 for d, k in zip(a["dilation"], a["kernel"])]
         rem = [(sz + 2 * pd - e) % s for sz, pd, e, s in zip((h, w), a["pad"], ext, a["stride"])]

@@ -126,7 +126,7 @@ def _zoo(dtype=np.float64, seed=0, path=ZOO):
     return cnet, plans, evaluator(model)
 
 
-@pytest.mark.parametrize("path,blob", [(ZOO, "prob"), (ZOO, "norm2"), (ZOO, "conv1"), (ZOO2, "ipt"), (ZOO2, "ip")])
+@pytest.mark.parametrize("path,blob", [(ZOO, "prob"), (ZOO, "norm2"), (ZOO, "conv1"), (ZOO2, "ipt"), (ZOO2, "ip"), (ZOO2, "convs")])
 def test_gradient_graph_matches_finite_differences_float64(path, blob):
     cnet, plans, fwd = _zoo(path=path)
     model, outputs = build_gradient_model(plans, blob, dtype=np.float64, params=True,
