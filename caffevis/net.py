@@ -334,19 +334,26 @@ def _plans_from_model(model, prototxt_text, info):
 
 
 def _expose_all_tensors(model):
-    """Make every intermediate tensor of a foreign ONNX model a graph output."""
+    """Make every float tensor computed from the input of a foreign ONNX model a graph
+    output, in the order the nodes produce them (weights reshaped at load time are not blobs)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:
         inferred = model
-    have = {o.name for o in model.graph.output}
-    typed = {v.name: v for v in inferred.graph.value_info}
+    typed = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    inits = {i.name for i in model.graph.initializer}
+    from_input = {i.name for i in model.graph.input if i.name not in inits}
+    outputs = []
     for node in model.graph.node:
+        if not any(i in from_input for i in node.input):
+            continue
         for out in node.output:
-            if out and out not in have:
-                vi = typed.get(out) or onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
-                if vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-                    continue
-                model.graph.output.append(vi)
-                have.add(out)
+            if not out:
+                continue
+            from_input.add(out)
+            vi = typed.get(out) or onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
+            if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+                outputs.append(vi)
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
     return model

@@ -163,6 +163,8 @@ def test_foreign_onnx_model_exposes_its_tensors():
     x = np.zeros((2,) + net.input_shape[1:], np.float32)
     blobs = net.forward(x)
     assert len(blobs) > 5 and blobs["Plus214_Output_0"].shape == (2, 10)
+    assert net.blob_names[-1] == "Plus214_Output_0"  # node order: the output comes last
+    assert "Parameter193_reshape1" not in net.blob_names  # a weight reshape is no blob
     assert sum(v.ndim == 4 and v.shape[0] == 2 for v in blobs.values()) >= 4  # conv activations
     with pytest.raises(ModelError):
         net.backward(x, net.blob_names[-1], np.zeros_like(blobs[net.blob_names[-1]]))
