@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request
 
 from .errors import CaffevisError
+from .io import sha1_of
 
 from .paths import REPO_ROOT  # noqa: E402
 DEFAULT_ZOO = os.path.join(REPO_ROOT, "model_zoo")
@@ -93,14 +94,6 @@ def as_url(source: str) -> str:
     if urllib.parse.urlparse(source).scheme in ("http", "https", "file", "ftp"):
         return source
     return pathlib.Path(os.path.abspath(source)).as_uri()
-
-
-def sha1_of(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(source: str, dest: str, sha1: str | None = None, progress: bool = True,

@@ -1,4 +1,5 @@
-"""Small file readers with one-line errors."""
+"""Small file helpers with one-line errors."""
+import hashlib
 import os
 
 import numpy as np
@@ -25,3 +26,12 @@ def load_npy(path: str) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except Exception as err:
         raise InputError(f"{path}: not a readable .npy array ({err})") from None
+
+
+def sha1_of(path: str, chunk: int = 1 << 20) -> str:
+    """The sha1 hex digest of a file, read in chunks."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

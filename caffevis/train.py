@@ -24,6 +24,7 @@ from . import mnist
 from .caffe import reader, writer
 from .caffe.to_onnx import convert
 from .errors import SettingsError
+from .io import sha1_of
 
 NET_NAME = "LeNet"
 INPUT_SHAPE = (1, 28, 28)
@@ -320,7 +321,7 @@ def save(params, out_dir: str, record=None, prefix: str = "lenet"):
     if record is not None:
         paths["record"] = os.path.join(out_dir, f"{prefix}_training.json")
         rec = dict(record)
-        rec["files"] = {k: {"name": os.path.basename(p), "sha1": reader._sha1(p)} for k, p in paths.items()
+        rec["files"] = {k: {"name": os.path.basename(p), "sha1": sha1_of(p)} for k, p in paths.items()
                         if k != "record"}
         with open(paths["record"], "w") as f:
             f.write(record_json(rec))

@@ -10,6 +10,7 @@ from onnx.reference import ReferenceEvaluator
 
 from caffevis import mnist, train
 from caffevis.caffe import reader
+from caffevis.io import sha1_of
 from caffevis.caffe.to_onnx import convert
 from caffevis.cli import main
 from caffevis.grad import build_gradient_model, param_grad_name, unit_seed
@@ -38,7 +39,7 @@ def test_committed_weights_reach_99_percent_on_the_official_test_set(tmp_cache):
     # the training record belongs to these very files and states this accuracy
     record = json.load(open(os.path.join(ZOO, "lenet_training.json")))
     for info in record["files"].values():
-        assert reader._sha1(os.path.join(ZOO, info["name"])) == info["sha1"], info["name"]
+        assert sha1_of(os.path.join(ZOO, info["name"])) == info["sha1"], info["name"]
     assert record["test_accuracy"] == pytest.approx(acc, abs=1e-4)
     assert record["solver"]["max_iter"] == record["loss"][-1]["iter"]
 

@@ -7,7 +7,6 @@ rules (deploy = TEST), and blobs stored with ``shape`` or legacy num/channels/h/
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 
@@ -16,6 +15,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
 from ..errors import ModelError
+from ..io import sha1_of
 from . import schema
 
 # V1 enum name -> V2 type string.
@@ -209,19 +209,11 @@ def load_caffe(prototxt: str, weights: str | None = None) -> CaffeNet:
         layers.append(Layer(lp.name, lp.type, list(lp.bottom), list(lp.top), lp))
     if not inputs:
         raise ModelError(f"{prototxt}: no net input found (expected 'input:' with 'input_shape'/'input_dim', or an Input layer)")
-    source = {"prototxt": os.path.abspath(prototxt), "prototxt_sha1": _sha1(prototxt)}
+    source = {"prototxt": os.path.abspath(prototxt), "prototxt_sha1": sha1_of(prototxt)}
     cnet = CaffeNet(net.name or os.path.splitext(os.path.basename(prototxt))[0], inputs, layers, source)
     if weights is not None:
         attach_weights(cnet, weights)
     return cnet
-
-
-def _sha1(path):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def attach_weights(cnet: CaffeNet, weights: str) -> None:
@@ -238,4 +230,4 @@ def attach_weights(cnet: CaffeNet, weights: str) -> None:
         except ModelError as err:
             raise ModelError(f"{weights}: layer '{layer.name}': {err}") from None
     cnet.source["weights"] = os.path.abspath(weights)
-    cnet.source["weights_sha1"] = _sha1(weights)
+    cnet.source["weights_sha1"] = sha1_of(weights)
