@@ -313,15 +313,7 @@ def _atomic_save(model, path):
 
 def _plans_from_model(model, prototxt_text, info):
     """Rebuild the Caffe layer plans of a converted model from its metadata and weights."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(prototxt_text)
-        tmp = f.name
-    try:
-        cnet = reader.load_caffe(tmp)
-    finally:
-        os.unlink(tmp)
+    cnet = reader.load_caffe(f"{info.get('name', 'model')} (embedded deploy)", text=prototxt_text)
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     for layer in cnet.layers:
         blobs, i = [], 0

@@ -7,6 +7,7 @@ rules (deploy = TEST), and blobs stored with ``shape`` or legacy num/channels/h/
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 
@@ -67,11 +68,13 @@ def _check_file(path, what):
         raise ModelError(f"{path}: {what} not found")
 
 
-def read_prototxt(path: str):
-    """Parse a prototxt file into a ``NetParameter``; syntax errors name the line."""
-    _check_file(path, "prototxt")
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
-        text = f.read()
+def read_prototxt(path: str, text: str | None = None):
+    """Parse a prototxt file (or ``text``, named ``path`` in messages) into a
+    ``NetParameter``; syntax errors name the line."""
+    if text is None:
+        _check_file(path, "prototxt")
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            text = f.read()
     net = schema.NetParameter()
     try:
         text_format.Parse(text, net, allow_unknown_field=True)
@@ -190,9 +193,10 @@ def _net_inputs(net, path):
     return inputs
 
 
-def load_caffe(prototxt: str, weights: str | None = None) -> CaffeNet:
-    """Read a deploy prototxt (and optionally its caffemodel) into a :class:`CaffeNet`."""
-    net = read_prototxt(prototxt)
+def load_caffe(prototxt: str, weights: str | None = None, text: str | None = None) -> CaffeNet:
+    """Read a deploy prototxt (and optionally its caffemodel) into a :class:`CaffeNet`;
+    ``text`` gives the prototxt's content directly (``prototxt`` then only names it)."""
+    net = read_prototxt(prototxt, text)
     inputs = _net_inputs(net, prototxt)
     layers = []
     for lp in layer_params(net):
@@ -209,7 +213,8 @@ def load_caffe(prototxt: str, weights: str | None = None) -> CaffeNet:
         layers.append(Layer(lp.name, lp.type, list(lp.bottom), list(lp.top), lp))
     if not inputs:
         raise ModelError(f"{prototxt}: no net input found (expected 'input:' with 'input_shape'/'input_dim', or an Input layer)")
-    source = {"prototxt": os.path.abspath(prototxt), "prototxt_sha1": sha1_of(prototxt)}
+    source = {"prototxt": os.path.abspath(prototxt),
+              "prototxt_sha1": sha1_of(prototxt) if text is None else hashlib.sha1(text.encode()).hexdigest()}
     cnet = CaffeNet(net.name or os.path.splitext(os.path.basename(prototxt))[0], inputs, layers, source)
     if weights is not None:
         attach_weights(cnet, weights)
