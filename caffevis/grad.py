@@ -384,7 +384,7 @@ def _vjp_lrn(ctx, p, ins, outs, dtops, aux, params):
         s, n_eff = channel_window_sum(g, t, p.bottom_shapes[0], a["local_size"]), a["local_size"]
     else:
         s, n_eff = spatial_window_sum(g, t, p.bottom_shapes[0][1], a["local_size"]), a["local_size"] ** 2
-    first = g.op("Mul", [dy, g.op("Pow", [scale, g.const(-a["beta"])], "lrn_pw")], "lrn_d1")
+    first = g.op("Mul", [dy, aux["scale_pow"]], "lrn_d1")
     second = g.op("Mul", [g.op("Mul", [x, s], "lrn_xs"), g.const(2.0 * a["alpha"] * a["beta"] / n_eff)], "lrn_d2")
     return [g.op("Sub", [first, second], "lrn_dx")], None
 

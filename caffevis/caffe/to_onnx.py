@@ -150,7 +150,10 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
             scale = lrn_scale(g, p, x)
             if aux is not None:
                 aux["scale"] = scale
-            g.op("Mul", [x, g.op("Pow", [scale, g.const(-a["beta"])], "lrn_pow")], outputs=outs)
+            scale_pow = g.op("Pow", [scale, g.const(-a["beta"])], "lrn_pow")
+            if aux is not None:
+                aux["scale_pow"] = scale_pow  # the backward's first term reuses it
+            g.op("Mul", [x, scale_pow], outputs=outs)
     elif t == "ReLU":
         if a["negative_slope"]:
             g.op("LeakyRelu", [x], outputs=outs, alpha=a["negative_slope"])
