@@ -601,6 +601,8 @@ def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, che
                                dashboard_address=None)
         client = Client(cluster)
     try:
+        if not shards:
+            client.wait_for_workers(1, timeout=120)  # a fresh external cluster may still be starting
         n = shards or max(1, len(client.scheduler_info()["workers"]))
         paths = [shard_path(output, i, n) for i in range(n)]
         if overwrite:
