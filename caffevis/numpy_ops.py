@@ -104,7 +104,7 @@ def conv2d_transpose(dy, weight, stride, pad, dilation, group, out_hw):
     return out
 
 
-_COLUMNS = 2048  # output positions per BLAS product in conv2d_transpose (cache-sized chunks)
+_COLUMNS = 8192  # output positions per BLAS product in conv2d_transpose (chunks large enough for both cores)
 
 
 # -- pooling ----------------------------------------------------------------------------
