@@ -7,7 +7,6 @@ the seed come back for the layers pane (``a``), blobs above it are zero.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import numpy as np
 from ..grad import channel_map_seed
 from .render import BackResult
 from .state import BACK_MODES
+from .worker import HeartbeatWorker
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Computer:
         return BackResult(key, np.asarray(grad)[0], {k: np.asarray(v)[0] for k, v in diffs.items()})
 
 
-class ComputeWorker:
+class ComputeWorker(HeartbeatWorker):
     """DeepVis's compute thread: takes the newest frame, runs forward and back, publishes.
 
     The app owns ``lock``, ``state`` and the hand-over slot ``next_frame``; results go to
@@ -63,15 +63,12 @@ class ComputeWorker:
         self.computer = computer
         self.pause_after_keys = float(pause_after_keys)
         self.idle_sleep = float(idle_sleep)
-        self.heartbeat_required = float(heartbeat_required)
         self.latest = None
         self.back = None
         self.busy = False
         self.error = None
         self.done_times = []
-        self._quit = False
-        self._last_beat = time.time()
-        self.thread = None
+        self._init_worker(heartbeat_required)
 
     def step(self):
         """One compute pass if there is work; True when something was computed."""
@@ -116,22 +113,14 @@ class ComputeWorker:
             return None
         return 1.0 / (t[-1] - t[-2])
 
-    def heartbeat(self):
-        self._last_beat = time.time()
-
-    def start(self):
-        self.thread = threading.Thread(target=self._run, name="caffevis-compute", daemon=True)
-        self.thread.start()
-        return self
+    thread_name = "caffevis-compute"
 
     def stop(self, timeout=3.0):
-        self._quit = True
-        if self.thread is not None:
-            self.thread.join(timeout)
+        super().stop(timeout)
 
     def _run(self):
         while not self._quit:
-            if time.time() - self._last_beat > self.heartbeat_required:
+            if self.beats_missed():
                 break
             if not self.step():
                 time.sleep(self.idle_sleep)

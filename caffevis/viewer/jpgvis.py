@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import OrderedDict
 
 import cv2
 import numpy as np
 
 from . import tiles as T
+from .worker import HeartbeatWorker
 
 #: an empty array: "looked for, not found" (drawn as the window background)
 NOT_FOUND = np.zeros((0,), np.uint8)
@@ -110,7 +110,7 @@ def load_pattern_sprites(root, layer, n_units):
         return NOT_FOUND
 
 
-class JpgVisLoader:
+class JpgVisLoader(HeartbeatWorker):
     """Loads requested unit stacks and sprite sheets in a background thread.
 
     The UI calls :meth:`lookup` with a key; a miss returns None (draw stale) and queues
@@ -124,14 +124,11 @@ class JpgVisLoader:
         self.cache = FIFOLimitedArrayCache(cache_bytes)
         self.stack_vert = stack_vert
         self.sleep = sleep
-        self.heartbeat_required = heartbeat_required
         self.on_loaded = on_loaded
         self._wanted = None
         self._lock = threading.Condition()
         self._busy = False
-        self._quit = False
-        self._last_beat = time.time()
-        self.thread = None
+        self._init_worker(heartbeat_required)
 
     def lookup(self, key):
         """Cached value for ``key``; None (and a load request) on a miss."""
@@ -180,22 +177,16 @@ class JpgVisLoader:
         with self._lock:
             return self._wanted is None and not self._busy
 
-    def heartbeat(self):
-        self._last_beat = time.time()
+    thread_name = "caffevis-jpgvis"
 
-    def start(self):
-        self.thread = threading.Thread(target=self._run, name="caffevis-jpgvis", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        with self._lock:
+    def _request_quit(self):
+        with self._lock:  # wake the thread waiting for a request
             self._quit = True
             self._lock.notify_all()
 
     def _run(self):
         while not self._quit:
-            if time.time() - self._last_beat > self.heartbeat_required:
+            if self.beats_missed():
                 break  # the UI is gone
             if not self.step():
                 with self._lock:

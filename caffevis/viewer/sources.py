@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..images import list_images, read_image, square_crop
+from .worker import HeartbeatWorker
 
 
 @dataclass
@@ -252,7 +253,7 @@ def mnist_normalise(canvas, net_hw=(28, 28)):
 
 
 # -- the fetcher -------------------------------------------------------------------------------------
-class InputFetcher:
+class InputFetcher(HeartbeatWorker):
     """DeepVis's input updater: static files or a live source, with freeze/next/previous.
 
     Call :meth:`step` (the input thread does it every ``sleep`` seconds, the headless
@@ -265,7 +266,6 @@ class InputFetcher:
         self.static_mode = static is not None or live is None
         self.stretch = bool(stretch)
         self.sleep = float(sleep)
-        self.heartbeat_required = float(heartbeat_required)
         self.frozen = False
         self.static_idx = 0
         self.error = None
@@ -277,9 +277,7 @@ class InputFetcher:
         self._frame_idx = 0
         self._lock = threading.Lock()  # the published frame
         self._keys_lock = threading.Lock()  # mode, index, freeze
-        self._quit = False
-        self._last_beat = time.time()
-        self.thread = None
+        self._init_worker(heartbeat_required)
 
     # -- keys --------------------------------------------------------------------------------
     def handle(self, tag):
@@ -375,18 +373,10 @@ class InputFetcher:
         return ""
 
     # -- thread ------------------------------------------------------------------------------------
-    def heartbeat(self):
-        self._last_beat = time.time()
-
-    def start(self):
-        self.thread = threading.Thread(target=self._run, name="caffevis-input", daemon=True)
-        self.thread.start()
-        return self
+    thread_name = "caffevis-input"
 
     def stop(self, timeout=1.0):
-        self._quit = True
-        if self.thread is not None:
-            self.thread.join(timeout)
+        super().stop(timeout)
         for src in (self.live,):
             close = getattr(src, "close", None)
             if close:
@@ -394,7 +384,7 @@ class InputFetcher:
 
     def _run(self):
         while not self._quit:
-            if time.time() - self._last_beat > self.heartbeat_required:
+            if self.beats_missed():
                 break  # the UI stopped beating: leave
             self.step()
             time.sleep(self.sleep)
