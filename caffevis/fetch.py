@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 
 from .errors import CaffevisError
-from .io import sha1_of
+from .io import save_onnx, sha1_of
 
 from .paths import REPO_ROOT  # noqa: E402
 DEFAULT_ZOO = os.path.join(REPO_ROOT, "model_zoo")
@@ -219,19 +219,10 @@ def _check_prototxt(path):
 
 def convert_to_onnx(prototxt: str, weights: str, onnx_path: str) -> str:
     """Convert with :func:`caffevis.net.convert_caffe` and save ``.onnx`` plus a ``.json`` sidecar."""
-    import onnx
-
     from .net import convert_caffe
 
     model = convert_caffe(prototxt, weights)
-    os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
-    tmp = onnx_path + ".part"
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, onnx_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_onnx(model, onnx_path)
     meta = {p.key: p.value for p in model.metadata_props}
     if "caffevis_info" in meta:
         with open(os.path.splitext(onnx_path)[0] + ".json", "w") as f:

@@ -29,6 +29,7 @@ import onnx
 from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_sum, emit_forward,
                             param_name, pool_geometry, spatial_window_sum)
 from .errors import InputError
+from .io import save_onnx
 from .onnx_graph import GraphBuilder
 from .runtime import make_session
 
@@ -607,8 +608,5 @@ def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, b
     model, outputs = build_gradient_model(net, blob, mode=mode, lrn=lrn, start=start, params=params,
                                           params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs)
     if path:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
+        save_onnx(model, path)
     return model, outputs

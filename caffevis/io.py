@@ -1,4 +1,5 @@
 """Small file helpers with one-line errors."""
+import contextlib
 import hashlib
 import os
 
@@ -16,6 +17,29 @@ def output_path(path: str, suffix: str = "") -> str:
         os.makedirs(folder, exist_ok=True)
     except OSError as err:
         raise InputError(f"{path}: cannot create the output folder ({err.strerror})") from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary name beside ``path`` to write; it becomes ``path`` only when the
+    block succeeds (readers never see half a file), else it is removed."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_onnx(model, path: str) -> str:
+    """``onnx.save`` through :func:`atomic_path`."""
+    import onnx
+
+    with atomic_path(path) as tmp:
+        onnx.save(model, tmp)
     return path
 
 

@@ -13,6 +13,7 @@ from .caffe import reader
 from .caffe.layers import plan as plan_layers
 from .caffe.to_onnx import FORMAT_VERSION, assign_versions, convert, param_name
 from .errors import InputError, ModelError
+from .io import save_onnx
 from .runtime import make_session
 
 from .paths import REPO_ROOT  # noqa: E402
@@ -113,7 +114,7 @@ class Net:
                 pass  # a stale or damaged cache entry is rebuilt below
         model = convert_caffe(prototxt, weights)
         if use_cache:
-            _atomic_save(model, cached)
+            save_onnx(model, cached)
         return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
 
     @classmethod
@@ -302,13 +303,6 @@ def _cache_key(prototxt, weights):
         h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
     name = os.path.splitext(os.path.basename(weights))[0]
     return f"{name}-{h.hexdigest()[:12]}"
-
-
-def _atomic_save(model, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    onnx.save(model, tmp)
-    os.replace(tmp, path)
 
 
 def _plans_from_model(model, prototxt_text, info):

@@ -44,6 +44,7 @@ from scipy.ndimage import gaussian_filter
 
 from .errors import InputError, ModelError, SettingsError
 from .imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
+from .io import atomic_path
 
 START_AT = ("mean_plus_rand", "randu", "mean")
 LR_POLICIES = ("constant", "progress", "progress01")
@@ -666,9 +667,8 @@ def write_jpg(path, rgb):
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise InputError(f"{path}: could not encode the image")
-    tmp = f"{path}.tmp{os.getpid()}"
-    buf.tofile(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        buf.tofile(tmp)
 
 
 def result_prefix(result: OptimizeResult, output_prefix="optimize_results/opt", output_template=DEFAULT_TEMPLATE):
@@ -775,8 +775,7 @@ def save_result(result: OptimizeResult, space: InputSpace, prefix: str, brave=Fa
     written.append(info_txt)
     if not skipbig:
         path = f"{prefix}info.h5"
-        tmp = f"{path}.tmp{os.getpid()}"
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             for name, arr in (("x0", result.x0), ("best", result.best_x), ("majority", result.majority_x),
                               ("last", result.last_x)):
                 if arr is not None:
@@ -784,17 +783,14 @@ def save_result(result: OptimizeResult, space: InputSpace, prefix: str, brave=Fa
             f.create_dataset("obj", data=np.asarray(result.obj, np.float64), track_times=False)
             f.attrs["params"] = json.dumps(result.params.as_dict(), sort_keys=True)
             f.attrs["meta_result"] = result.meta_result or ""
-        os.replace(tmp, path)
         written.append(path)
     record = {"params": result.params.as_dict(), "rand_seed": result.params.rand_seed,
               "results": result.summary(), "input_space": space.describe(),
               "software": software_versions()}
     record.update(extra or {})
     path = f"{prefix}info.json"
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1, default=_json_default)
-    os.replace(tmp, path)
     written.append(path)
     return written
 

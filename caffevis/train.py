@@ -24,7 +24,7 @@ from . import mnist
 from .caffe import reader, writer
 from .caffe.to_onnx import convert
 from .errors import SettingsError
-from .io import sha1_of
+from .io import save_onnx, sha1_of
 
 NET_NAME = "LeNet"
 INPUT_SHAPE = (1, 28, 28)
@@ -313,11 +313,7 @@ def save(params, out_dir: str, record=None, prefix: str = "lenet"):
     model = convert_caffe(paths["prototxt"], paths["caffemodel"])
     # the provenance should not carry this machine's absolute paths
     _relative_source(model, out_dir)
-    tmp = paths["onnx"] + f".tmp{os.getpid()}"
-    import onnx
-
-    onnx.save(model, tmp)
-    os.replace(tmp, paths["onnx"])
+    save_onnx(model, paths["onnx"])
     if record is not None:
         paths["record"] = os.path.join(out_dir, f"{prefix}_training.json")
         rec = dict(record)

@@ -32,6 +32,7 @@ import sys
 import numpy as np
 
 from .errors import InputError, SettingsError
+from .io import atomic_path
 from .optimize import (InputSpace, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
                        render_best_x, write_jpg)
 from .viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
@@ -246,9 +247,8 @@ def _write_unit(outdir, layer, unit, results, presets, seeds, grid, cell_shape, 
                         "iterations": len(r.ii), "params": r.params.as_dict()} for i, r in enumerate(results)],
               "input_space": space.describe()}
     path = info_path(outdir, layer, unit)
-    with open(f"{path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
-    os.replace(f"{path}.tmp{os.getpid()}", path)
     # the montage is written last: its presence marks the unit as done
     write_jpg(montage_path(outdir, layer, unit), make_montage(quadrants, grid, cell_shape))
 

@@ -8,12 +8,12 @@ so only fields the schema declares can be written.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from google.protobuf import json_format, text_format
 
 from ..errors import ModelError
+from ..io import atomic_path
 from . import schema
 
 
@@ -59,12 +59,8 @@ def net_parameter(name: str, layers, params=None, phase=None) -> "schema.NetPara
 
 
 def _atomic_write(path: str, data, mode: str):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, mode) as f:
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
         f.write(data)
-    os.replace(tmp, path)
 
 
 def write_caffemodel(path: str, net) -> None:
