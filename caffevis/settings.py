@@ -264,6 +264,27 @@ def _seq(v, what):
     return list(v)
 
 
+def _fixed(v, what, n, convert, ok=lambda x: True):
+    """A list of exactly ``n`` items, each converted and accepted by ``ok``, as a tuple."""
+    items = _seq(v, what)
+    if len(items) != n:
+        raise _Invalid(what)
+    out = tuple(convert(c, what) for c in items)
+    if not all(ok(c) for c in out):
+        raise _Invalid(what)
+    return out
+
+
+def _str_pairs(v, what):
+    """A list of [str, str] pairs as a tuple of tuples."""
+    out = []
+    for pair in _seq(v, what):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(s, str) for s in pair):
+            raise _Invalid(what)
+        out.append(tuple(pair))
+    return tuple(out)
+
+
 def _check_kind(spec, v):
     kind, opts = spec.kind, spec.opts
     if kind == "bool":
@@ -316,40 +337,14 @@ def _check_kind(spec, v):
             raise _Invalid("an OpenCV font name such as FONT_HERSHEY_COMPLEX_SMALL")
         return v
     if kind == "color":
-        what = "an RGB colour [r, g, b] with values in [0, 1]"
-        items = _seq(v, what)
-        if len(items) != 3:
-            raise _Invalid(what)
-        out = tuple(_num(c, what) for c in items)
-        if any(c < 0 or c > 1 for c in out):
-            raise _Invalid(what)
-        return out
+        return _fixed(v, "an RGB colour [r, g, b] with values in [0, 1]", 3, _num, lambda c: 0 <= c <= 1)
     if kind == "loc":
-        what = "[row, col] integers"
-        items = _seq(v, what)
-        if len(items) != 2:
-            raise _Invalid(what)
-        return tuple(_int(c, what) for c in items)
+        return _fixed(v, "[row, col] integers", 2, _int)
     if kind == "fractions4":
-        what = "[top, left, height, width] fractions in [0, 1]"
-        items = _seq(v, what)
-        if len(items) != 4:
-            raise _Invalid(what)
-        out = tuple(_num(c, what) for c in items)
-        if any(c < 0 or c > 1 for c in out):
-            raise _Invalid(what)
-        return out
+        return _fixed(v, "[top, left, height, width] fractions in [0, 1]", 4, _num, lambda c: 0 <= c <= 1)
     if kind == "hw":
-        if v is None:
-            return None
-        what = "[height, width] positive integers or null"
-        items = _seq(v, what)
-        if len(items) != 2:
-            raise _Invalid(what)
-        out = tuple(_int(c, what) for c in items)
-        if min(out) < 1:
-            raise _Invalid(what)
-        return out
+        return None if v is None else _fixed(v, "[height, width] positive integers or null", 2, _int,
+                                             lambda c: c >= 1)
     if kind == "perm":
         if v is None:
             return None
@@ -377,22 +372,12 @@ def _check_kind(spec, v):
         if v is None:
             return ()
         what = "a list of [from, to] string pairs"
-        out = []
-        for pair in _seq(v, what):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(s, str) for s in pair):
-                raise _Invalid(what)
-            if not pair[0]:
-                raise _Invalid(what + " with a non-empty 'from'")
-            out.append(tuple(pair))
-        return tuple(out)
+        out = _str_pairs(v, what)
+        if not all(a for a, _ in out):
+            raise _Invalid(what + " with a non-empty 'from'")
+        return out
     if kind == "apps":
-        what = "a list of [module, class] pairs"
-        out = []
-        for pair in _seq(v, what):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(s, str) for s in pair):
-                raise _Invalid(what)
-            out.append(tuple(pair))
-        return tuple(out)
+        return _str_pairs(v, "a list of [module, class] pairs")
     if kind in ("unit_list", "pos_list"):
         what = "a non-empty list of numbers in [0, 1]" if kind == "unit_list" else "a non-empty list of positive numbers"
         items = tuple(_num(c, what) for c in _seq(v, what))
