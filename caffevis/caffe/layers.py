@@ -202,6 +202,8 @@ def _infer(t, lp, shapes):
         return dict(axis=axis, sizes=[s[axis] for s in shapes]), [tuple(out)], []
     if t == "Eltwise":
         p = lp.eltwise_param
+        if len(shapes) < 2:
+            raise ModelError("Eltwise needs at least two bottoms")
         op = {0: "prod", 1: "sum", 2: "max"}[p.operation]
         coeff = list(p.coeff) or [1.0] * len(shapes)
         if len(coeff) != len(shapes):

@@ -199,8 +199,10 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
             terms = [i if c == 1.0 else g.op("Mul", [i, g.const(c)], "elt_coeff") for i, c in zip(ins, a["coeff"])]
             g.op("Sum", terms, outputs=outs)
         elif a["op"] == "prod":
-            g.op("Mul" if len(ins) == 2 else "Identity", [ins[0], ins[1]] if len(ins) == 2 else [_prod(g, ins)],
-                 outputs=outs)
+            partial = ins[0]
+            for other in ins[1:-1]:
+                partial = g.op("Mul", [partial, other], "elt_prod")
+            g.op("Mul", [partial, ins[-1]], outputs=outs)
         else:
             g.op("Max", list(ins), outputs=outs)
     elif t in ("Split", "Dropout"):
@@ -227,13 +229,6 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
         pass
     else:  # layers.plan rejects unsupported types first
         raise AssertionError(t)
-
-
-def _prod(g, ins):
-    y = ins[0]
-    for other in ins[1:]:
-        y = g.op("Mul", [y, other], "elt_prod")
-    return y
 
 
 def dynamic_shape(shape):
