@@ -65,8 +65,9 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
     """
     check_backward_args(mode, lrn, start)
     data = net.check_input(data)
-    reads, writes, final = net.versions
-    first, seed_version = _start_point(net, blob, start, writes, final)
+    reads, writes, _ = net.versions
+    # the same start rule as the gradient graphs
+    first, seed_version = resolve_start(net.layers, net.input_name, blob, start)
     if values is None:
         # fetch only the forward values the backward rules read; ORT then reuses the
         # buffers of the rest (each fetched output is a copy)
@@ -109,12 +110,6 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
             d = earliest.get(name)
             per_blob[name] = np.zeros_like(values[name]) if d is None else d
     return result, per_blob
-
-
-def _start_point(net, blob, start, writes, final):
-    """Index of the first layer to run backward and the tensor version the seed is for
-    (the same rule as the gradient graphs: :func:`caffevis.grad.resolve_start`)."""
-    return resolve_start(net.layers, net.input_name, blob, start)
 
 
 def _values_read(net, first, reads, writes, mode, lrn):

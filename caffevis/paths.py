@@ -4,6 +4,7 @@ In a source checkout (``pip install -e .``) that is the repository root. A wheel
 install ships ``settings/*.yaml`` and the trained ``model_zoo/lenet`` under
 ``<prefix>/share/caffevis``; ``$CAFFEVIS_ROOT`` overrides both.
 """
+import functools
 import os
 import sys
 
@@ -25,6 +26,7 @@ def _project_root():
 REPO_ROOT = _project_root()
 
 
+@functools.lru_cache(maxsize=None)
 def code_version(*modules) -> str:
     """A short hash of caffevis source files (paths relative to the package): cached
     conversions and gradient graphs are rebuilt whenever the code that made them changes."""
