@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import numpy_ops as ops
-from .caffe.to_onnx import ave_divisor, broadcast_shape, pool_geometry
+from .caffe.to_onnx import ave_divisor, broadcast_shape, exp_scales, log_base_scale, pool_geometry
 from .errors import InputError
 
 from .grad import check_backward_args, resolve_start  # noqa: E402
@@ -117,12 +117,12 @@ def _values_read(net, first, reads, writes, mode, lrn):
     needed = set()
     for p in net.layers[:first + 1]:
         t, a = p.type, p.attrs
-        uses_input = (t == "Pooling" and a["method"] == "max") or t in ("PReLU", "ELU", "AbsVal", "Power") \
+        uses_input = (t == "Pooling" and a["method"] == "max") or t in ("PReLU", "ELU", "AbsVal", "Power", "BNLL", "Log") \
             or (t == "LRN" and not (lrn == "identity" and mode != "backprop")) \
             or (t == "ReLU" and mode != "deconv") or (t == "Eltwise" and a["op"] != "sum")
         if uses_input:
             needed.update(reads[p.index])
-        if t in ("Softmax", "Sigmoid", "TanH"):
+        if t in ("Softmax", "Sigmoid", "TanH", "Exp"):
             needed.update(writes[p.index])
     return needed
 
@@ -149,7 +149,7 @@ def _layer_backward(p, ins, outs, tops, mode, lrn):
     """
     t, a = p.type, p.attrs
     x = ins[0]
-    if t in ("Split", "Concat"):
+    if t in ("Split", "Concat", "Slice"):
         tops = _zeros_for(tops, outs)
     dy = tops[0]
     if t == "Convolution":
@@ -185,6 +185,14 @@ def _layer_backward(p, ins, outs, tops, mode, lrn):
         return [dx.astype(np.float32)]
     if t == "Concat":
         return np.split(dy, np.cumsum([i.shape[a["axis"]] for i in ins])[:-1], axis=a["axis"])
+    if t == "Slice":
+        return [np.concatenate(tops, axis=a["axis"]) if len(tops) > 1 else tops[0]]
+    if t == "Crop":
+        dx = np.zeros(x.shape, np.float32)
+        dx[tuple(slice(o, o + n) for o, n in zip(a["offsets"], dy.shape))] = dy
+        return [dx, None]  # the bottom giving the size gets no diff (Caffe)
+    if t == "Bias":
+        return [dy]
     if t == "Eltwise":
         return _eltwise_backward(a, ins, dy)
     return [_pointwise_backward(p, x, outs[0], dy)]
@@ -256,6 +264,13 @@ def _pointwise_backward(p, x, y, dy):
             return (dy * scale).astype(np.float32)
         base = shift + scale * x.astype(np.float64)
         return (dy * (power * scale) * base ** (power - 1.0)).astype(np.float32)
+    if t == "BNLL":
+        e = np.exp(np.minimum(x.astype(np.float64), 50.0))  # Caffe's kBNLL_THRESHOLD
+        return (dy * (e / (e + 1.0))).astype(np.float32)
+    if t == "Exp":
+        return (dy * y * exp_scales(a)[0]).astype(np.float32)
+    if t == "Log":
+        return (dy * (a["scale"] * log_base_scale(a)) / (a["shift"] + a["scale"] * x.astype(np.float64))).astype(np.float32)
     if t == "BatchNorm":
         mean_var_factor = 0.0 if a["scale_factor"] == 0 else 1.0 / a["scale_factor"]
         var = p.params[1].astype(np.float64) * mean_var_factor

@@ -26,8 +26,8 @@ import os
 import numpy as np
 import onnx
 
-from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_sum, emit_forward,
-                            param_name, pool_geometry, spatial_window_sum)
+from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_sum, emit_forward, exp_scales,
+                            log_base_scale, param_name, pool_geometry, spatial_window_sum)
 from .errors import InputError
 from .io import save_onnx
 from .onnx_graph import GraphBuilder
@@ -355,8 +355,7 @@ def _vjp_pool(ctx, p, ins, outs, dtops, aux, params):
     padded = aux["padded"]
     if a["method"] == "max":
         shape = g.op("Shape", [padded], "pool_shape")
-        zeros = g.op("ConstantOfShape", [g.op("Shape", [g.op("Reshape", [padded, g.ints([-1])], "pool_flat")])],
-                     "pool_zeros", value=onnx.numpy_helper.from_array(np.zeros(1, g.dtype)))
+        zeros = _zeros_like(g, g.op("Reshape", [padded, g.ints([-1])], "pool_flat"))
         scattered = g.op("ScatterElements", [zeros, g.op("Reshape", [aux["indices"], g.ints([-1])], "idx_flat"),
                                              g.op("Reshape", [dy, g.ints([-1])], "dy_flat")],
                          "unpool", axis=0, reduction="add")
@@ -526,13 +525,58 @@ def _vjp_scale(ctx, p, ins, outs, dtops, aux, params):
     return [g.op("Mul", [dy, gamma], "scale_dx")], dparams
 
 
+def _vjp_bias(ctx, p, ins, outs, dtops, aux, params):
+    g, a, dy = ctx.g, p.attrs, dtops[0]
+    dparams = None
+    if ctx.want_params:
+        nd = len(p.bottom_shapes[0])
+        axes = [i for i in range(nd) if not a["axis"] <= i < a["axis"] + a["num_axes"]]
+        dparams = [g.op("ReduceSum", [dy, g.ints(axes)], "bias_db", keepdims=0)]
+    return [dy], dparams
+
+
+def _vjp_pointwise(ctx, p, ins, outs, dtops, aux, params):
+    """BNLL, Exp and Log: dy times the local derivative, as Caffe's Backward_cpu."""
+    g, a, dy, x, y = ctx.g, p.attrs, dtops[0], ins[0], outs[0]
+    if p.type == "BNLL":
+        return [g.op("Mul", [dy, g.op("Sigmoid", [x], "bnll_d")], "bnll_dx")], None
+    if p.type == "Exp":
+        inner, _ = exp_scales(a)
+        d = g.op("Mul", [dy, y], "exp_dyy")
+        return [d if inner == 1.0 else g.op("Mul", [d, g.const(inner)], "exp_dx")], None
+    base = g.op("Add", [g.op("Mul", [x, g.const(a["scale"])], "log_sx"), g.const(a["shift"])], "log_base")
+    return [g.op("Mul", [g.op("Div", [dy, base], "log_q"), g.const(a["scale"] * log_base_scale(a))], "log_dx")], None
+
+
+def _vjp_slice(ctx, p, ins, outs, dtops, aux, params):
+    g = ctx.g
+    parts = [d if d is not None else _zeros_like(g, o) for d, o in zip(dtops, outs)]
+    return [parts[0] if len(parts) == 1 else g.op("Concat", parts, "slice_dx", axis=p.attrs["axis"])], None
+
+
+def _vjp_crop(ctx, p, ins, outs, dtops, aux, params):
+    """The diff goes back into the cropped window; the size-giving bottom gets none (Caffe)."""
+    g, a = ctx.g, p.attrs
+    before = a["offsets"]
+    after = [dim - off - size for dim, off, size in zip(p.bottom_shapes[0], before, p.top_shapes[0])]
+    if not any(before) and not any(after):
+        return [dtops[0], None], None
+    return [g.op("Pad", [dtops[0], g.ints(before + after)], "crop_dx"), None], None
+
+
+def _zeros_like(g, x):
+    return g.op("ConstantOfShape", [g.op("Shape", [x], "zshape")], "zeros",
+                value=onnx.numpy_helper.from_array(np.zeros(1, g.dtype)))
+
+
 VJP = {
     "Convolution": _vjp_conv, "Deconvolution": _vjp_conv, "Pooling": _vjp_pool, "LRN": _vjp_lrn,
     "ReLU": _vjp_relu, "PReLU": _vjp_prelu, "ELU": _vjp_elementwise, "Sigmoid": _vjp_elementwise,
     "TanH": _vjp_elementwise, "AbsVal": _vjp_elementwise, "Power": _vjp_elementwise,
     "InnerProduct": _vjp_ip, "Flatten": _vjp_reshape, "Reshape": _vjp_reshape, "Softmax": _vjp_softmax,
     "Concat": _vjp_concat, "Eltwise": _vjp_eltwise, "Split": _vjp_split, "Dropout": _vjp_identity,
-    "BatchNorm": _vjp_batchnorm, "Scale": _vjp_scale,
+    "BatchNorm": _vjp_batchnorm, "Scale": _vjp_scale, "Bias": _vjp_bias, "BNLL": _vjp_pointwise,
+    "Exp": _vjp_pointwise, "Log": _vjp_pointwise, "Slice": _vjp_slice, "Crop": _vjp_crop,
 }
 
 

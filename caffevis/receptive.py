@@ -186,11 +186,11 @@ def receptive_fields(layers, input_name="data", input_shape=None) -> dict:
         if len(bottoms) != len(lp.bottoms):
             continue  # fed by a blob we do not track (a second input): leave it out
         for top, shape in zip(lp.tops, lp.top_shapes):
-            fields[top] = _layer_field(lp, bottoms, shape, hw)
+            fields[top] = _layer_field(lp, top, bottoms, shape, hw)
     return fields
 
 
-def _layer_field(lp, bottoms, top_shape, hw) -> BlobField:
+def _layer_field(lp, top, bottoms, top_shape, hw) -> BlobField:
     t, a = lp.type, lp.attrs
     channels = int(top_shape[1]) if len(top_shape) > 1 else 1
     b = bottoms[0] if bottoms else None
@@ -237,6 +237,17 @@ def _layer_field(lp, bottoms, top_shape, hw) -> BlobField:
         return _whole(channels, hw)  # spatial concat: positions no longer map to one place
     if t == "Eltwise":
         return _hull_bottoms(bottoms, extent, hw)
+    if t == "Slice" and a["axis"] in (1, 2, 3):
+        first = sum(a["sizes"][:lp.tops.index(top)])
+        if a["axis"] == 1:
+            keep = slice(first, first + channels)
+            return BlobField(b.size[keep].copy(), b.stride[keep].copy(), b.offset[keep].copy(), hw)
+        shift = np.zeros(2)
+        shift[a["axis"] - 2] = first  # rows (axis 2) or columns (axis 3) cut off before this top
+        return BlobField(b.size.copy(), b.stride.copy(), b.offset + b.stride * shift, hw)
+    if t == "Crop" and a["axis"] >= 2:
+        # unit (0, 0) of the crop is unit (offset_y, offset_x) of the bottom
+        return BlobField(b.size.copy(), b.stride.copy(), b.offset + b.stride * np.asarray(a["offsets"][2:4], float), hw)
     return _whole(channels, hw)  # unknown mixing: the whole image is always correct
 
 

@@ -147,6 +147,24 @@ def forward(plans, inputs):
         elif t == "Scale":
             shape = prm[0].shape + (1,) * (x.ndim - a["axis"] - a["num_axes"])
             outs = [x * prm[0].reshape(shape) + (prm[1].reshape(shape) if a["bias_term"] else 0)]
+        elif t == "Bias":
+            shape = prm[0].shape + (1,) * (x.ndim - a["axis"] - a["num_axes"])
+            outs = [x + prm[0].reshape(shape)]
+        elif t == "BNLL":  # bnll_layer.cpp
+            outs = [np.where(x > 0, x + np.log(1 + np.exp(-np.abs(x))), np.log(1 + np.exp(np.minimum(x, 0))))]
+        elif t == "Exp":  # base^(shift + scale x), base -1 meaning e
+            base = math.e if a["base"] == -1 else a["base"]
+            outs = [base ** (a["shift"] + a["scale"] * x)]
+        elif t == "Log":
+            base = math.e if a["base"] == -1 else a["base"]
+            outs = [np.log(a["shift"] + a["scale"] * x) / math.log(base)]
+        elif t == "Slice":
+            outs = np.split(x, np.cumsum(a["sizes"])[:-1], axis=a["axis"])
+        elif t == "Crop":
+            ref = ins[1]
+            idx = tuple(slice(0, n) if i < a["axis"] else slice(o, o + ref.shape[i])
+                        for i, (o, n) in enumerate(zip(a["offsets"], x.shape)))
+            outs = [x[idx]]
         else:
             raise NotImplementedError(t)
         for top, y in zip(p.tops, outs):

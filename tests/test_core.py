@@ -93,6 +93,46 @@ def test_parameter_edge_cases_match_caffe_loops(tmp_path):
         assert rel_err(ours[name], ref[name]) <= 1e-5, name
 
 
+ZOO3 = os.path.join(REPO, "tests", "data", "zoo_net3.prototxt")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_slice_crop_bias_bnll_exp_log_match_caffe_loops(batch):
+    """Slice (axis and the old slice_dim, an unused top), Crop (one offset for all axes,
+    one per axis from axis 1), Bias (per channel, scalar), BNLL, Exp and Log (base e and
+    others, with scale and shift)."""
+    cnet = fill_weights(load_caffe(ZOO3), seed=3, kind="he")
+    model, plans = convert(cnet)
+    net = Net.from_onnx_model(model)
+    x = np.random.default_rng(1).normal(size=(batch, 4, 8, 8)).astype(np.float32) * 2
+    ours = net.forward(x)
+    ref = caffe_loops.forward(plans, {"data": x.astype(np.float64)})
+    assert ours["cropc"].shape == (batch, 5, 2, 4) and ours["r3"].shape == (batch, 7, 2, 6)
+    for name in net.blob_names:
+        assert rel_err(ours[name], ref[name]) <= 1e-5, name
+
+
+@pytest.mark.parametrize("layer,message", [
+    ('layer { name: "s" type: "Slice" bottom: "data" top: "a" top: "b" slice_param { slice_point: 1 slice_point: 2 } }',
+     "2 slice_point(s) for 2 tops"),
+    ('layer { name: "s" type: "Slice" bottom: "data" top: "a" top: "b" top: "c" top: "d" }',
+     "does not split into 4 equal slices"),
+    ('layer { name: "s" type: "Slice" bottom: "data" top: "a" top: "b" slice_param { axis: 1 slice_dim: 1 } }',
+     "either axis or slice_dim"),
+    ('layer { name: "c" type: "Crop" bottom: "data" bottom: "data" top: "c" crop_param { offset: 1 } }',
+     "does not fit axis 2"),
+    ('layer { name: "c" type: "Crop" bottom: "data" top: "c" }', "needs two bottoms"),
+    ('layer { name: "e" type: "Exp" bottom: "data" top: "e" exp_param { base: 0 } }', "expected -1 (e) or a positive"),
+])
+def test_bad_new_layer_parameters_are_one_line_model_errors(tmp_path, layer, message):
+    proto = tmp_path / "bad.prototxt"
+    proto.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 '
+                     'dim: 4 } } }\n' + layer + "\n")
+    with pytest.raises(ModelError) as err:
+        fill_weights(load_caffe(str(proto)))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_ceil_mode_pooling_sizes():
     """Caffe's pooled size: ceil rounding, clipped so the last window starts inside."""
     from caffevis.caffe.layers import pool_output_size

@@ -218,6 +218,35 @@ def test_backprop_matches_float64_finite_differences(zoo, blob, start):
         assert abs(fd - analytic) <= 1e-5 * scale, (blob, start, fd, analytic)
 
 
+@pytest.mark.parametrize("blob", ["ip", "r3", "cat"])
+def test_slice_crop_bias_bnll_exp_log_backward_matches_finite_differences(blob):
+    """The NumPy rules of the newer layer types, by float64 finite differences; deconv and
+    guided agree with the gradient graphs (no ReLU or LRN here, so all modes coincide)."""
+    cnet = fill_weights(load_caffe(f"{REPO}/tests/data/zoo_net3.prototxt"), seed=2, kind="he")
+    net = Net.from_onnx_model(convert(cnet)[0])
+    ref = ReferenceEvaluator(convert(cnet, dtype=np.float64)[0])
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 4, 8, 8))
+    values = dict(zip(ref.output_names, ref.run(None, {"data": x})))
+    values["data"] = x
+    seed = rng.normal(size=values[blob].shape)
+    got = backward_numpy(net, x.astype(np.float32), blob, seed, mode="backprop", values=values)
+
+    def objective(xv):
+        return float((ref.run([blob], {"data": xv})[0] * seed).sum())
+
+    for _ in range(3):
+        v = rng.normal(size=x.shape)
+        fd = (objective(x + 1e-6 * v) - objective(x - 1e-6 * v)) / 2e-6
+        analytic = float((got.astype(np.float64) * v).sum())
+        assert abs(fd - analytic) <= 1e-5 * float(np.abs(got * v).sum()), (blob, fd, analytic)
+    x32, seed32 = x.astype(np.float32), seed.astype(np.float32)
+    for mode in ("deconv", "guided", "backprop"):
+        graph = net.backward(x32, blob, seed32, mode=mode, engine="onnx")
+        assert rel_err(net.backward(x32, blob, seed32, mode=mode, engine="numpy"), graph) <= 1e-5, mode
+        assert rel_err(graph, got) <= 1e-5
+
+
 def test_deconv_and_guided_differ_from_backprop_only_at_relu_and_lrn(zoo):
     """On the zoo net: seeded at conv1's own output (start='layer', before relu1) no ReLU
     or LRN is in the path and the three modes agree; from 'pow' (through both LRNs, with

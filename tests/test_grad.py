@@ -110,6 +110,7 @@ def test_gradient_graphs_match_caffe(case):
 
 
 ZOO2 = os.path.join(REPO, "tests", "data", "zoo_net2.prototxt")
+ZOO3 = os.path.join(REPO, "tests", "data", "zoo_net3.prototxt")
 
 
 def _zoo(dtype=np.float64, seed=0, path=ZOO):
@@ -126,7 +127,8 @@ def _zoo(dtype=np.float64, seed=0, path=ZOO):
     return cnet, plans, evaluator(model)
 
 
-@pytest.mark.parametrize("path,blob", [(ZOO, "prob"), (ZOO, "norm2"), (ZOO, "conv1"), (ZOO2, "ipt"), (ZOO2, "ip"), (ZOO2, "convs")])
+@pytest.mark.parametrize("path,blob", [(ZOO, "prob"), (ZOO, "norm2"), (ZOO, "conv1"), (ZOO2, "ipt"), (ZOO2, "ip"),
+                                       (ZOO2, "convs"), (ZOO3, "ip"), (ZOO3, "r3"), (ZOO3, "cat")])
 def test_gradient_graph_matches_finite_differences_float64(path, blob):
     cnet, plans, fwd = _zoo(path=path)
     model, outputs = build_gradient_model(plans, blob, dtype=np.float64, params=True,

@@ -93,3 +93,17 @@ def test_crop_region_zero_pads_outside_the_image():
     assert not crop[:, :2].any() and not crop[:, :, 3:].any()
     np.testing.assert_array_equal(crop[:, 2:, :3], img[:, 0:2, 3:6])
     np.testing.assert_array_equal(crop_region(img, (0, 0, 5, 6)), img)
+
+
+def test_slice_keeps_its_channels_fields_and_crop_shifts_the_origin():
+    import os
+
+    from conftest import REPO
+
+    f = receptive_fields(plan(load_caffe(os.path.join(REPO, "tests", "data", "zoo_net3.prototxt")),
+                              require_weights=False))
+    assert f["s_b"].channels == 3 and f["s_b"].region(0, 2, 3) == f["conv1"].region(2, 2, 3)
+    # crop offset 1 on both spatial axes: crop unit (y, x) is bias1 unit (y + 1, x + 1)
+    assert f["crop"].region(4, 0, 0) == f["bias1"].region(4, 1, 1) == (0, 0, 3, 3)
+    # the second Slice cuts rows: its second top starts two rows further down
+    assert f["r2"].region(0, 0, 3) == f["crop"].region(0, 2, 3)

@@ -47,13 +47,50 @@ def caffenet(seed=0):
     return Net.from_onnx_model(model)
 
 
+def kernel_ms(model, feeds, runs=5):
+    """Median milliseconds per run spent in each operator type, from ORT's own profiler.
+
+    A separate profiling session runs ``model`` ``runs + 1`` times; the first run (buffer
+    allocation) is dropped. Node kernels are assigned to runs by their start times.
+    """
+    import collections
+    import json
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), "caffevis_bench")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        session.run(None, feeds)
+    path = session.end_profiling()
+    with open(path) as f:
+        events = json.load(f)
+    os.remove(path)
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    per_run = collections.defaultdict(lambda: collections.Counter())
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            i = sum(1 for t in starts if t <= e["ts"]) - 1
+            per_run[i][e["args"]["op_name"]] += e["dur"] / 1000.0
+    kept = [per_run[i] for i in range(1, len(starts))]
+    ops = set().union(*kept)
+    return {op: statistics.median(r[op] for r in kept) for op in ops}
+
+
+def conv_ms(kernels):
+    return sum(ms for op, ms in kernels.items() if "Conv" in op)
+
+
 def row(label, seconds, peer=None, peer_label="torch"):
     ratio = f"  {seconds / peer:5.2f}x {peer_label}" if peer else ""
     print(f"  {label:<44s} {seconds * 1000:9.1f} ms{ratio}")
 
 
 def bench_backward(args):
-    from caffevis.grad import channel_map_seed, unit_seed
+    from caffevis.grad import SEED, build_gradient_model, channel_map_seed, unit_seed
 
     net = caffenet()
     try:
@@ -82,6 +119,10 @@ def bench_backward(args):
             t = timeit(lambda: net.backward(x, blob, seed, engine="onnx"), args.repeat)
             tp = timeit(lambda: peer.input_grad(x, blob, seed), args.repeat) if peer is not None else None
             row(f"gradient graph fwd+bwd from {blob}", t, tp)
+            # the floor: the convolutions alone, already near the CPU's FMA peak (ORT's NCHWc kernels)
+            model, _ = build_gradient_model(net, blob)
+            kernels = kernel_ms(model, {net.input_name: x, SEED: seed}, args.repeat)
+            row("  of which convolution kernels (ORT profiler)", conv_ms(kernels) / 1000, tp)
         seed = channel_map_seed(blobs["conv5"], 7)
         td = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), args.repeat)
         row("NumPy deconv from conv5 (incl. forward)", td, fwd, "ORT forward")
@@ -116,6 +157,16 @@ def bench_optimize(args):
     print(f"  {'units/s one at a time':<44s} {r['units_per_second_one_at_a_time']:9.3f}")
     print(f"  {'units/s batched (batch ' + str(r['batch_size']) + ')':<44s} {r['units_per_second_batched']:9.3f}"
           f"  {r['batch_speedup']:5.2f}x one at a time")
+    # Batching can only amortize what is shared between images (the FC weight reads, the
+    # per-call overhead); the convolutions cost the same per image at any batch size.
+    from caffevis.grad import SEED, build_gradient_model
+
+    b = r["batch_size"]
+    model, _ = build_gradient_model(net, "fc8")
+    x = np.zeros((b,) + tuple(net.input_shape[1:]), np.float32)
+    per_image = conv_ms(kernel_ms(model, {net.input_name: x, SEED: np.ones((b, 1000), np.float32)}, 3)) / 1000 / b
+    print(f"  {f'convolution kernels per image at batch {b}':<44s} {per_image * 1000:9.1f} ms"
+          f"  bound on batched speedup {r['seconds_per_iteration'] / per_image:4.2f}x")
     peer = _torch_optimize_loop(net, args.opt_iters)
     if peer:
         print(f"  {'PyTorch same loop, s per 1000 iterations':<44s} {peer * 1000:9.1f} s"

@@ -17,7 +17,8 @@ from ..errors import ModelError
 SUPPORTED = (
     "Convolution", "Deconvolution", "Pooling", "LRN", "ReLU", "PReLU", "ELU", "Sigmoid",
     "TanH", "Power", "InnerProduct", "Flatten", "Reshape", "Softmax", "Concat", "Eltwise",
-    "Split", "Dropout", "BatchNorm", "Scale", "Silence", "AbsVal",
+    "Split", "Dropout", "BatchNorm", "Scale", "Silence", "AbsVal", "BNLL", "Exp", "Log", "Bias",
+    "Slice", "Crop",
 )
 
 
@@ -223,15 +224,71 @@ def _infer(t, lp, shapes):
             raise ModelError("batch_norm_param.use_global_stats: false (batch statistics) is not supported at inference")
         c = s0[1] if len(s0) > 1 else 1
         return dict(eps=float(p.eps)), [s0], [(c,), (c,), (1,)]
-    if t == "Scale":
-        p = lp.scale_param
+    if t in ("Scale", "Bias"):
+        p = lp.scale_param if t == "Scale" else lp.bias_param
         if len(shapes) != 1:
-            raise ModelError("Scale with a second bottom (learned scale from a blob) is not supported")
-        axis = _canon_axis(p.axis, len(s0), "scale_param")
+            raise ModelError(f"{t} with a second bottom (the {t.lower()} taken from a blob) is not supported")
+        axis = _canon_axis(p.axis, len(s0), f"{t.lower()}_param")
+        if p.num_axes < -1 or (p.num_axes != -1 and axis + p.num_axes > len(s0)):
+            raise ModelError(f"{t.lower()}_param.num_axes {p.num_axes} does not fit a {len(s0)}-D bottom at axis {axis}")
         end = len(s0) if p.num_axes == -1 else axis + p.num_axes
         pshape = tuple(s0[axis:end])
-        return dict(axis=axis, num_axes=end - axis, bias_term=bool(p.bias_term)), [s0], \
-            [pshape] + ([pshape] if p.bias_term else [])
+        bias_term = t == "Bias" or bool(p.bias_term)
+        return dict(axis=axis, num_axes=end - axis, bias_term=bias_term), [s0], \
+            ([pshape] if t == "Scale" else []) + ([pshape] if bias_term else [])
+    if t == "BNLL":
+        return {}, [s0], []
+    if t in ("Exp", "Log"):
+        p = lp.exp_param if t == "Exp" else lp.log_param
+        if p.base != -1 and not p.base > 0:
+            raise ModelError(f"{t.lower()}_param.base {p.base:g}: expected -1 (e) or a positive number")
+        return dict(base=float(p.base), scale=float(p.scale), shift=float(p.shift)), [s0], []
+    if t == "Slice":
+        p = lp.slice_param
+        if p.HasField("axis") and p.HasField("slice_dim"):
+            raise ModelError("slice_param: give either axis or slice_dim, not both")
+        axis = int(p.slice_dim) if p.HasField("slice_dim") else _canon_axis(p.axis, len(s0), "slice_param")
+        if axis >= len(s0):
+            raise ModelError(f"slice_param.slice_dim {axis} is out of range for a {len(s0)}-D blob")
+        if axis == 0:
+            raise ModelError("slicing the batch axis (0) is not supported: caffevis runs any batch size")
+        n_tops, size = len(lp.top), s0[axis]
+        points = [int(v) for v in p.slice_point]
+        if points:
+            if len(points) != n_tops - 1:
+                raise ModelError(f"slice_param has {len(points)} slice_point(s) for {n_tops} tops; expected {n_tops - 1}")
+            bounds = [0] + points + [size]
+            if any(b <= a for a, b in zip(bounds, bounds[1:])):
+                raise ModelError(f"slice_param.slice_point {points} must increase strictly within 1..{size - 1}")
+            sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+        else:
+            if size % n_tops:
+                raise ModelError(f"axis {axis} of size {size} does not split into {n_tops} equal slices")
+            sizes = [size // n_tops] * n_tops
+        tops = [tuple(s0[:axis]) + (z,) + tuple(s0[axis + 1:]) for z in sizes]
+        return dict(axis=axis, sizes=sizes), tops, []
+    if t == "Crop":
+        p = lp.crop_param
+        if len(shapes) != 2:
+            raise ModelError(f"Crop needs two bottoms (the blob to crop and one giving the size); got {len(shapes)}")
+        ref = shapes[1]
+        if len(ref) != len(s0):
+            raise ModelError(f"Crop bottoms have {len(s0)} and {len(ref)} axes; expected the same")
+        axis = _canon_axis(p.axis, len(s0), "crop_param")
+        given = [int(v) for v in p.offset]
+        if len(given) > 1 and axis + len(given) != len(s0):
+            raise ModelError(f"crop_param has {len(given)} offsets; expected 1 or {len(s0) - axis} (one per axis from {axis})")
+        offsets, shape = [], []
+        for i, dim in enumerate(s0):
+            off = 0 if i < axis or not given else given[0] if len(given) == 1 else given[i - axis]
+            size = dim if i < axis else ref[i]
+            if dim - off < size:
+                raise ModelError(f"crop of {size} at offset {off} does not fit axis {i} of size {dim}")
+            if i == 0 and (off or size != dim):
+                raise ModelError("cropping the batch axis (0) is not supported: caffevis runs any batch size")
+            offsets.append(off)
+            shape.append(size)
+        return dict(axis=axis, offsets=offsets), [tuple(shape)], []
     raise ModelError(f"unsupported layer type '{t}' (supported: {', '.join(SUPPORTED)})")
 
 

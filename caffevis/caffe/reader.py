@@ -35,9 +35,9 @@ _V1_TYPES = {
     "SPLIT": "Split", "SLICE": "Slice", "TANH": "TanH", "WINDOW_DATA": "WindowData",
     "THRESHOLD": "Threshold",
 }
-_V1_PARAMS = ("concat_param", "convolution_param", "dropout_param", "eltwise_param",
+_V1_PARAMS = ("concat_param", "convolution_param", "dropout_param", "eltwise_param", "exp_param",
               "inner_product_param", "lrn_param", "pooling_param", "power_param",
-              "relu_param", "sigmoid_param", "softmax_param", "tanh_param")
+              "relu_param", "sigmoid_param", "slice_param", "softmax_param", "tanh_param")
 
 
 @dataclasses.dataclass

@@ -103,6 +103,20 @@ def lrn_scale(g, p, x):
     return g.op("Add", [g.op("Mul", [s, g.const(a["alpha"] / a["local_size"] ** 2)]), g.const(1.0)], "lrn_scale")
 
 
+def exp_scales(a):
+    """Caffe's Exp layer: y = outer * exp(inner * x) for y = base^(shift + scale * x)."""
+    log_base = 1.0 if a["base"] == -1 else float(np.log(np.float32(a["base"])))
+    inner = log_base * a["scale"]
+    if a["shift"] == 0:
+        return inner, 1.0
+    return inner, float(np.exp(a["shift"])) if a["base"] == -1 else float(np.float32(a["base"]) ** a["shift"])
+
+
+def log_base_scale(a):
+    """Caffe's Log layer divides the natural log by log(base) (1 for base -1, i.e. e)."""
+    return 1.0 if a["base"] == -1 else 1.0 / float(np.log(np.float32(a["base"])))
+
+
 def broadcast_shape(param_shape, axis, ndim):
     return tuple(param_shape) + (1,) * (ndim - axis - len(param_shape))
 
@@ -225,6 +239,47 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
             g.op("Add", [g.op("Mul", [x, gamma], "scale_mul"), beta], outputs=outs)
         else:
             g.op("Mul", [x, gamma], outputs=outs)
+    elif t == "Bias":
+        shape = broadcast_shape(p.params[0].shape, a["axis"], len(p.bottom_shapes[0]))
+        g.op("Add", [x, g.op("Reshape", [params[0], g.ints(shape)], "bias_b")], outputs=outs)
+    elif t == "BNLL":
+        # Caffe's stable form: max(x, 0) + log(1 + exp(-|x|))
+        tail = g.op("Log", [g.op("Add", [g.op("Exp", [g.op("Neg", [g.op("Abs", [x], "bnll_abs")], "bnll_neg")],
+                                                   "bnll_exp"), g.const(1.0)], "bnll_1p")], "bnll_log")
+        g.op("Add", [g.op("Relu", [x], "bnll_pos"), tail], outputs=outs)
+    elif t == "Exp":
+        inner, outer = exp_scales(a)
+        y = g.op("Mul", [x, g.const(inner)], "exp_in") if inner != 1.0 else x
+        if outer != 1.0:
+            y = g.op("Mul", [g.op("Exp", [y], "exp"), g.const(outer)], "exp_out")
+            g.op("Identity", [y], outputs=outs)
+        else:
+            g.op("Exp", [y], outputs=outs)
+    elif t == "Log":
+        y = x
+        if a["scale"] != 1.0:
+            y = g.op("Mul", [y, g.const(a["scale"])], "log_scale")
+        if a["shift"] != 0.0:
+            y = g.op("Add", [y, g.const(a["shift"])], "log_shift")
+        base_scale = log_base_scale(a)
+        if base_scale != 1.0:
+            g.op("Mul", [g.op("Log", [y], "log"), g.const(base_scale)], outputs=outs)
+        else:
+            g.op("Log", [y], outputs=outs)
+    elif t == "Slice":
+        if len(outs) == 1:
+            g.op("Identity", [x], outputs=outs)
+        else:
+            g.op("Split", [x, g.ints(a["sizes"])], outputs=list(outs), axis=a["axis"])
+    elif t == "Crop":
+        axes = [i for i, (off, size, dim) in enumerate(zip(a["offsets"], p.top_shapes[0], p.bottom_shapes[0]))
+                if off or size != dim]
+        if not axes:
+            g.op("Identity", [x], outputs=outs)
+        else:
+            starts = [a["offsets"][i] for i in axes]
+            ends = [a["offsets"][i] + p.top_shapes[0][i] for i in axes]
+            g.op("Slice", [x, g.ints(starts), g.ints(ends), g.ints(axes)], outputs=outs)
     elif t == "Silence":
         pass
     else:  # layers.plan rejects unsupported types first
