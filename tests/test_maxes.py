@@ -319,3 +319,18 @@ def test_channel_maxima_on_an_old_opset_foreign_onnx_model():
             np.testing.assert_array_equal(out[b][0], flat.max(axis=2))
             if locate == "graph":
                 np.testing.assert_array_equal(out[b][1], flat.argmax(axis=2))
+
+
+def test_make_unit_vis_regularized_without_a_maxes_file(tmp_path, capsys):
+    import cv2
+
+    tree = str(tmp_path / "unit_jpg_vis")
+    base = ["make-unit-vis", "-o", tree, "--layers", "ip2", "--idx-begin", "2", "--idx-end", "3"]
+    assert main(base + ["--regularized"]) == 2  # no settings: one line saying what is needed
+    assert "give --regularized, --settings and --layers" in capsys.readouterr().err
+    opt = ["--regularized", "--settings", "lenet", "--opt-max-iter", "3", "--opt-seeds", "1"]
+    assert main(base[:4] + ["nope"] + base[5:] + opt) == 2
+    assert "'nope' is not a blob" in capsys.readouterr().err
+    assert main(base + opt) == 0
+    assert cv2.imread(os.path.join(tree, "regularized_opt", "ip2", "ip2_0002_montage.jpg")) is not None
+    assert not os.path.exists(os.path.join(tree, "max_im"))

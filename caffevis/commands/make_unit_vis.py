@@ -1,4 +1,4 @@
-"""caffevis make-unit-vis MAXES.h5 -o unit_jpg_vis [--layers ...] [--regularized]"""
+"""caffevis make-unit-vis [MAXES.h5] -o unit_jpg_vis [--layers ...] [--regularized]"""
 import os
 import sys
 
@@ -12,7 +12,8 @@ def register(sub):
                                    "patches of unit NNNN, highest first, row-major) and max_deconv/... (their "
                                    "deconvs), the layout the viewer's jpgvis pane reads "
                                    "(caffevis_unit_jpg_dir).")
-    p.add_argument("maxes", help="HDF5 from find-maxes")
+    p.add_argument("maxes", nargs="?", help="HDF5 from find-maxes (may be left out with --regularized, "
+                                            "--settings and --layers: then only regularized_opt/ is made)")
     p.add_argument("-o", "--outdir", required=True, help="the unit_jpg_vis folder")
     p.add_argument("--layers", action="append", help="blobs, comma-separated or repeated (default: all in the file)")
     p.add_argument("--idx-begin", type=int, default=0, help="first unit (default 0)")
@@ -43,9 +44,10 @@ def run(args):
     from ..net import Net
     from ..patches import make_max_tree, montage_from_patch_dir, save_image, unit_jpg_path
 
+    if args.maxes is None:
+        return _regularized_only(args)
     result = load_maxes(args.maxes)
-    layers = [b.strip() for item in args.layers for b in item.split(",") if b.strip()] if args.layers \
-        else list(result.layers)
+    layers = _layer_args(args) or list(result.layers)
     for layer in layers:
         if layer not in result.layers:
             raise InputError(f"{args.maxes}: blob '{layer}' is not in the file (it has {', '.join(result.layers)})")
@@ -60,10 +62,7 @@ def run(args):
                            datadir=args.datadir)
     count = 0
     for layer in layers:
-        channels = result.layers[layer].channels
-        units = range(args.idx_begin, channels if args.idx_end is None else min(args.idx_end, channels))
-        if not len(units):
-            raise InputError(f"--idx-begin {args.idx_begin} / --idx-end {args.idx_end}: no units of '{layer}'")
+        units = _units(args, layer, result.layers[layer].channels)
         if args.from_patches:
             for unit in units:
                 for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
@@ -74,7 +73,42 @@ def run(args):
             count += len(make_max_tree(result, [layer], args.outdir, units=units, n=args.n, maker=maker,
                                        min_tile=args.min_tile))
         if args.regularized:
-            count += _regularized(args, result, layer, units)
+            count += _regularized(args, _settings_for(args, result), layer, units)
+    print(f"wrote {count} montages under {os.path.join(args.outdir, '')}", file=sys.stderr)
+    return 0
+
+
+def _layer_args(args):
+    return [b.strip() for item in args.layers or [] for b in item.split(",") if b.strip()]
+
+
+def _units(args, layer, channels):
+    from ..errors import InputError
+
+    units = range(args.idx_begin, channels if args.idx_end is None else min(args.idx_end, channels))
+    if not len(units):
+        raise InputError(f"--idx-begin {args.idx_begin} / --idx-end {args.idx_end}: no units of '{layer}'")
+    return units
+
+
+def _regularized_only(args):
+    """No maxes file: the regularized_opt tree alone, for the layers and model of --settings."""
+    from ..errors import InputError
+    from ..settings import load_settings, model_overrides
+
+    if not (args.regularized and args.settings and args.layers):
+        raise InputError("make-unit-vis without a maxes file makes only regularized_opt/: "
+                         "give --regularized, --settings and --layers")
+    if args.from_patches:
+        raise InputError("--from-patches needs the maxes file the patches came from")
+    settings = load_settings(args.settings, model_overrides(args.model) if args.model else {})
+    net = settings.open_net(force_cpu=True if args.cpu else None)
+    count = 0
+    for layer in _layer_args(args):
+        if layer not in net.blob_shapes or layer == net.input_name:
+            raise InputError(f"--layers: '{layer}' is not a blob of {settings.source} "
+                             f"(blobs: {', '.join(net.blob_names[1:])})")
+        count += _regularized(args, settings, layer, _units(args, layer, net.blob_shapes[layer][1]), net=net)
     print(f"wrote {count} montages under {os.path.join(args.outdir, '')}", file=sys.stderr)
     return 0
 
@@ -97,13 +131,12 @@ def _settings_for(args, result):
     return load_settings(args.settings, overrides)
 
 
-def _regularized(args, result, layer, units):
+def _regularized(args, settings, layer, units, net=None):
     """regularized_opt/<layer>/ via the optimizer's tree writer (caffevis.unit_vis)."""
     from ..optimize import InputSpace
     from ..unit_vis import make_regularized_opt_tree
 
-    settings = _settings_for(args, result)
-    net = settings.open_net(force_cpu=True if args.cpu else None)
+    net = net or settings.open_net(force_cpu=True if args.cpu else None)
     space = InputSpace.from_settings(settings, net)
     params = {"max_iter": args.opt_max_iter} if args.opt_max_iter else settings
     done = make_regularized_opt_tree(net, params, layer, list(units), args.outdir, space=space,
