@@ -39,6 +39,22 @@ def test_list_file_first_token_and_relative_names(toolbox_images, tmp_path):
         FileList.from_list_file(str(tmp_path / "missing.txt"))
 
 
+def test_next_key_relists_the_folder_as_deepvis(toolbox_images, tmp_path):
+    import shutil
+
+    names = sorted(os.listdir(toolbox_images))
+    shutil.copy(os.path.join(toolbox_images, names[0]), tmp_path / "b.jpg")
+    fetcher = InputFetcher(static=FileList.from_directory(str(tmp_path)))
+    assert len(fetcher.static) == 1
+    shutil.copy(os.path.join(toolbox_images, names[1]), tmp_path / "c.jpg")  # added while the viewer runs
+    fetcher.handle("static_file_increment")
+    fetcher.step()
+    assert len(fetcher.static) == 2 and fetcher.get_frame()[1].name == "c.jpg"
+    shutil.rmtree(tmp_path)  # the folder vanishes: the old listing stays, no crash
+    fetcher.handle("static_file_decrement")
+    assert len(fetcher.static) == 2 and fetcher.static_idx == 0
+
+
 def test_crop_and_stretch(toolbox_images):
     files = FileList.from_directory(toolbox_images)
     raw = read_image(files.paths[0])

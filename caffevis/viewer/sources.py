@@ -43,15 +43,31 @@ def _squared(image, stretch):
 
 # -- static sources ------------------------------------------------------------------------------
 class FileList:
-    """Image files (a directory listing or a list file), read on demand."""
+    """Image files (a directory listing or a list file), read on demand.
+
+    ``lister`` re-reads the listing: :meth:`refresh` calls it, and the input fetcher does
+    on every next/previous key, as DeepVis re-listed its folder (images added meanwhile appear).
+    """
 
     live = False
 
-    def __init__(self, paths, what):
+    def __init__(self, paths, what, lister=None):
         self.paths = list(paths)
         self.what = what
+        self._lister = lister
         if not self.paths:
             raise InputError(f"{what}: no images found")
+
+    def refresh(self):
+        """Re-read the listing; keep the old one if the folder or list is gone or empty."""
+        if self._lister is None:
+            return
+        try:
+            paths = list(self._lister())
+        except (InputError, OSError):
+            return
+        if paths:
+            self.paths = paths
 
     def __len__(self):
         return len(self.paths)
@@ -65,26 +81,36 @@ class FileList:
 
     @classmethod
     def from_directory(cls, directory, regexp=r".*\.(jpg|jpeg|png)$", ignore_case=True):
-        return cls(list_images(directory, regexp, ignore_case), directory)
+        def lister():
+            return list_images(directory, regexp, ignore_case)
+
+        return cls(lister(), directory, lister)
 
     @classmethod
     def from_list_file(cls, list_file, base_dir=None):
         """First token of each line (split on space, comma or tab); relative names are looked
         up in ``base_dir`` (``static_files_dir``), else beside the list file."""
-        if not os.path.isfile(list_file):
-            raise InputError(f"{list_file}: image list file not found")
-        paths = []
-        with open(list_file, "r", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                tokens = [t for t in re.split(r"[ ,\t]+", line.strip()) if t]
-                if not tokens:
-                    continue
-                name = tokens[0]
-                if not os.path.isabs(name):
-                    cands = [os.path.join(d, name) for d in (base_dir, os.path.dirname(os.path.abspath(list_file))) if d]
-                    name = next((c for c in cands if os.path.isfile(c)), cands[0])
-                paths.append(name)
-        return cls(paths, list_file)
+        def lister():
+            return _read_list_file(list_file, base_dir)
+
+        return cls(lister(), list_file, lister)
+
+
+def _read_list_file(list_file, base_dir):
+    if not os.path.isfile(list_file):
+        raise InputError(f"{list_file}: image list file not found")
+    paths = []
+    with open(list_file, "r", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            tokens = [t for t in re.split(r"[ ,\t]+", line.strip()) if t]
+            if not tokens:
+                continue
+            name = tokens[0]
+            if not os.path.isabs(name):
+                cands = [os.path.join(d, name) for d in (base_dir, os.path.dirname(os.path.abspath(list_file))) if d]
+                name = next((c for c in cands if os.path.isfile(c)), cands[0])
+            paths.append(name)
+    return paths
 
 
 class ArrayImages:
@@ -307,6 +333,9 @@ class InputFetcher(HeartbeatWorker):
             if not self.static_mode:
                 self.static_mode = True  # from live input: just switch, as DeepVis
             else:
+                refresh = getattr(self.static, "refresh", None)
+                if refresh is not None:
+                    refresh()  # DeepVis re-listed the folder on every step
                 self.static_idx += 1 if tag == "static_file_increment" else -1
                 self.static_idx %= len(self.static)
             self._loaded = None
