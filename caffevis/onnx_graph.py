@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 OPSET = 17  # ScatterElements(reduction='add') needs >= 16; loaded by onnxruntime >= 1.13
 IR_VERSION = 8
@@ -53,7 +53,7 @@ class GraphBuilder:
 
     def initializer(self, name: str, array) -> str:
         self.reserve(name)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        self.initializers.append((name, np.asarray(array)))
         return name
 
     def const(self, value, dtype=None, hint="const") -> str:
@@ -95,10 +95,19 @@ class GraphBuilder:
         self.outputs.append(helper.make_tensor_value_info(name, elem_type(dtype or self.dtype), shape))
 
     def model(self, name: str, metadata: dict | None = None) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="caffevis")
-        model.ir_version = IR_VERSION
+        # Written straight into the ModelProto: make_graph/make_model copy every initializer
+        # twice more (seconds for VGG-sized weights).
+        model = onnx.ModelProto(ir_version=IR_VERSION, producer_name="caffevis")
+        model.opset_import.add(domain="", version=OPSET)
+        graph = model.graph
+        graph.name = name
+        graph.node.extend(self.nodes)
+        graph.input.extend(self.inputs)
+        graph.output.extend(self.outputs)
+        for tensor_name, array in self.initializers:
+            tensor = graph.initializer.add(name=tensor_name, data_type=elem_type(array.dtype))
+            tensor.dims.extend(array.shape)
+            tensor.raw_data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         for key, value in (metadata or {}).items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
