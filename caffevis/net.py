@@ -14,9 +14,12 @@ from .caffe.layers import plan as plan_layers
 from .caffe.to_onnx import FORMAT_VERSION, assign_versions, convert, param_name
 from .errors import InputError, ModelError
 from .io import save_onnx
+from .onnx_graph import prune_to_outputs, tensor_bytes
 from .runtime import make_session
 
 from .paths import REPO_ROOT  # noqa: E402
+
+PART_MAX_WEIGHT_BYTES = 64 << 20  # largest weight copy a partial forward session may hold
 
 
 def default_cache_dir() -> str:
@@ -93,6 +96,7 @@ class Net:
             self.blob_shapes = self._probe_shapes()
         self._grad_sessions = OrderedDict()
         self.max_grad_sessions = 6
+        self._part_sessions = OrderedDict()  # frozenset(outputs) -> session of the model's part
         self.versions = None
         if self.layers:
             self.versions = assign_versions(self.layers, [self.input_name])
@@ -173,7 +177,9 @@ class Net:
         data : ndarray, (N, C, H, W) or (C, H, W)
             Preprocessed input.
         blobs : list of str, optional
-            Only these blobs (faster when few are needed).
+            Only these blobs. Early blobs run a session holding only the layers they
+            depend on (ORT runs every node of a session), when those layers' weights are
+            small; otherwise the full net runs and only these are copied out.
         """
         data = self.check_input(data)
         names = [b for b in (blobs or self.blob_names) if b != self.input_name]
@@ -195,13 +201,36 @@ class Net:
         return out
 
     def _run(self, names, data):
+        session = self._session_for(names)
         if self._fixed_batch and data.shape[0] != self._fixed_batch:
             k = self._fixed_batch
             if data.shape[0] % k:
                 raise InputError(f"this model takes batches of exactly {k}; got {data.shape[0]} images")
-            parts = [self._session.run(names, {self.input_name: data[i:i + k]}) for i in range(0, len(data), k)]
+            parts = [session.run(names, {self.input_name: data[i:i + k]}) for i in range(0, len(data), k)]
             return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
-        return self._session.run(names, {self.input_name: data})
+        return session.run(names, {self.input_name: data})
+
+    def _session_for(self, names):
+        """The full session, or one running only the layers ``names`` depend on (ORT runs
+        every node of a session). The part gets its own copy of its weights, so it is made
+        only when those are small: the convolutional part of a net with big FC layers."""
+        if len(names) == len(self._outputs):
+            return self._session
+        key = frozenset(names)
+        if key in self._part_sessions:
+            self._part_sessions.move_to_end(key)
+            return self._part_sessions[key] or self._session
+        session = None
+        part = prune_to_outputs(self.model, names)
+        if part is not None:
+            sub, weight_bytes, dropped = part
+            total = sum(tensor_bytes(t) for t in self.model.graph.initializer)
+            if dropped and weight_bytes <= min(PART_MAX_WEIGHT_BYTES, total // 2):
+                session = make_session(sub.SerializeToString(), self.force_cpu, self.threads)
+        self._part_sessions[key] = session  # None: the full session serves these outputs
+        while len(self._part_sessions) > 4:
+            self._part_sessions.popitem(last=False)
+        return session or self._session
 
     # -- backward -----------------------------------------------------------------
     def backward(self, data, blob, diff, mode="backprop", lrn="derivative", start="last",

@@ -112,3 +112,37 @@ class GraphBuilder:
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         return model
+
+
+def prune_to_outputs(model: onnx.ModelProto, outputs):
+    """The part of ``model`` that computes ``outputs``: the nodes they depend on and the
+    initializers those nodes read (ONNX Runtime runs every node of a session, whatever
+    outputs are fetched). Returns ``(sub_model, weight_bytes, dropped_nodes)``, or None for
+    graphs with control-flow subgraphs (their outer-scope reads are not traced here).
+    """
+    graph = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        return None
+    needed, kept = set(outputs), []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    kept.reverse()
+    sub = onnx.ModelProto(ir_version=model.ir_version, producer_name=model.producer_name)
+    sub.opset_import.extend(model.opset_import)
+    sub.graph.name = graph.name
+    sub.graph.node.extend(kept)
+    inits = [t for t in graph.initializer if t.name in needed]
+    sub.graph.initializer.extend(inits)
+    init_names = {t.name for t in graph.initializer}
+    sub.graph.input.extend(i for i in graph.input if i.name in needed or i.name not in init_names)
+    declared = {o.name: o for o in graph.output}
+    sub.graph.output.extend(declared[o] if o in declared else helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                            for o in outputs)
+    return sub, sum(tensor_bytes(t) for t in inits), len(graph.node) - len(kept)
+
+
+def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """Size of an initializer's data (raw or typed fields; 4 bytes per element assumed for the latter)."""
+    return len(tensor.raw_data) or 4 * int(np.prod(tensor.dims, dtype=np.int64))

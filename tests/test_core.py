@@ -327,3 +327,25 @@ def test_misspelt_prototxt_field_is_named(tmp_path, capsys):
     read_prototxt(src)
     read_prototxt(shared_path("models", "prototxt", "caffe_lenet_train_test.prototxt"))
     assert capsys.readouterr().err == ""  # real files: no warnings
+
+
+def test_partial_forward_runs_only_the_layers_it_needs():
+    """ORT runs every node of a session: a forward of early blobs gets a session holding only
+    their layers (same values), unless that part would copy most of the weights."""
+    net = fixture_net("caffenet_small")
+    x = fixture_arrays("caffenet_small", "input.npy")
+    full = net.forward(x)
+    early = net.forward(x, blobs=["conv1", "norm1"])
+    for name in ("conv1", "norm1"):
+        np.testing.assert_array_equal(early[name], full[name])
+    part = net._part_sessions[frozenset(["conv1", "norm1"])]
+    assert part is not None and part is not net._session
+    assert sorted(o.name for o in part.get_outputs()) == ["conv1", "norm1"]
+    from caffevis.onnx_graph import prune_to_outputs
+
+    sub, weight_bytes, dropped = prune_to_outputs(net.model, ["conv1", "norm1"])
+    assert dropped > 0 and "Gemm" not in {n.op_type for n in sub.graph.node}
+    assert weight_bytes == sum(p.nbytes for p in net.params["conv1"])
+    late = net.forward(x, blobs=["fc7"])  # needs fc6 and fc7: most of the weights, so the full session
+    np.testing.assert_array_equal(late["fc7"], full["fc7"])
+    assert net._part_sessions[frozenset(["fc7"])] is None
