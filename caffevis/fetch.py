@@ -1,6 +1,6 @@
-"""Download the official CaffeNet / AlexNet weights, verify their published sha1, convert.
+"""Download the official CaffeNet / AlexNet / GoogLeNet weights, verify their published sha1, convert.
 
-``python tools/fetch_caffenet.py caffenet`` (or ``alexnet``, ``caffenet-yos``) writes
+``python tools/fetch_caffenet.py caffenet`` (or ``alexnet``, ``caffenet-yos``, ``googlenet``) writes
 ``model_zoo/<name>/``: the deploy prototxt, the caffemodel (sha1-checked against the value
 published in the model's readme), and the converted ``<name>.onnx`` with its JSON sidecar.
 It also fetches Caffe's ILSVRC 2012 mean image and the 1000 short labels into
@@ -73,6 +73,11 @@ MODELS = {
         "http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel",
         "bvlc_alexnet.caffemodel", "9116a64c0fbe4459d18f4bb6b56d647b63920377",
         f"{_CAFFE_RAW}/models/bvlc_alexnet/deploy.prototxt"),
+    "googlenet": ModelSource(
+        "bvlc_googlenet",
+        "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
+        "bvlc_googlenet.caffemodel", "405fc5acd08a3bb12de8ee5e23a96bec22f08204",
+        f"{_CAFFE_RAW}/models/bvlc_googlenet/deploy.prototxt"),
     "caffenet-yos": ModelSource(
         "caffenet_yos",
         "http://c.yosinski.com/caffenet-yos-weights",

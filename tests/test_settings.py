@@ -27,7 +27,7 @@ def error_of(fn, *args, **kwargs):
 
 
 # -- the shipped settings files ---------------------------------------------------------------
-@pytest.mark.parametrize("name", ["caffenet", "caffenet_yos", "alexnet", "squeezenet", "lenet"])
+@pytest.mark.parametrize("name", ["caffenet", "caffenet_yos", "alexnet", "googlenet", "squeezenet", "lenet"])
 def test_every_shipped_settings_file_loads(name):
     shared_path("data", "imagenet")  # mean and labels fall back to ../shared
     s = load_settings(os.path.join(SETTINGS_DIR, f"{name}.yaml"))
@@ -39,14 +39,16 @@ def test_every_shipped_settings_file_loads(name):
 
 
 @pytest.mark.parametrize("name,fetch_arg", [("caffenet", "caffenet"), ("alexnet", "alexnet"),
-                                            ("caffenet_yos", "caffenet-yos")])
+                                            ("caffenet_yos", "caffenet-yos"), ("googlenet", "googlenet")])
 def test_missing_weights_load_but_opening_says_how_to_fetch(name, fetch_arg):
     shared_path("data", "imagenet")
     s = load_settings(os.path.join(SETTINGS_DIR, f"{name}.yaml"))
     if os.path.isfile(s.caffevis_network_weights):
         pytest.skip("weights already downloaded here")
     msg = error_of(s.open_net)
-    assert "caffevis_network_weights: file not found" in msg
+    # the prototxt comes with the weights for GoogLeNet (../shared has no copy)
+    key = "caffevis_deploy_prototxt" if not os.path.isfile(s.caffevis_deploy_prototxt) else "caffevis_network_weights"
+    assert f"{key}: file not found" in msg
     assert f"{name}.yaml:" in msg  # names the settings file and line
     assert f"python tools/fetch_caffenet.py {fetch_arg}" in msg
 
