@@ -390,7 +390,16 @@ def _vjp_lrn(ctx, p, ins, outs, dtops, aux, params):
 
 
 def _vjp_relu(ctx, p, ins, outs, dtops, aux, params):
-    return [_relu_rule(ctx, dtops[0], ins[0], p.attrs["negative_slope"])], None
+    # Caffe masks with the bottom blob as it is at backward time: for an in-place ReLU that
+    # is the output (the same mask unless the slope is negative). It also leaves the
+    # pre-ReLU value to the ReLU alone, so ORT fuses the two into one convolution.
+    x = outs[0] if in_place(p) else ins[0]
+    return [_relu_rule(ctx, dtops[0], x, p.attrs["negative_slope"])], None
+
+
+def in_place(p):
+    """The layer overwrites its bottom (Caffe's in-place ReLU, Dropout, …)."""
+    return bool(p.tops) and p.tops == p.bottoms
 
 
 def _vjp_prelu(ctx, p, ins, outs, dtops, aux, params):

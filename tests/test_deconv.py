@@ -362,3 +362,35 @@ def test_bad_arguments_raise_one_line_input_errors(zoo):
                                rtol=1e-4, atol=1e-6)
     with pytest.raises(InputError, match="unknown blob"):
         backward_numpy(net, x, "nope", seed)
+
+
+def test_in_place_relu_masks_with_its_output_as_caffe(tmp_path):
+    """Caffe's ReLU backward reads the bottom blob, which an in-place ReLU has overwritten: with a
+    negative slope a negative input (positive output) then passes the diff unscaled. A ReLU
+    writing a new blob masks with its input."""
+    proto = tmp_path / "relu.prototxt"
+    proto.write_text(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }\n'
+        'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+        'convolution_param { num_output: 2 kernel_size: 1 } }\n'
+        'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" relu_param { negative_slope: -0.5 } }\n'
+        'layer { name: "relu2" type: "ReLU" bottom: "conv" top: "out" relu_param { negative_slope: -0.5 } }\n')
+    cnet = fill_weights(load_caffe(str(proto)), seed=1, kind="he")
+    net = Net.from_onnx_model(convert(cnet)[0])
+    x = np.random.default_rng(2).normal(size=(1, 2, 3, 3)).astype(np.float32)
+    values = net.forward_all(x)
+    pre, post = values["conv@conv"], values["conv"]
+    assert (pre < 0).any() and (post[pre < 0] > 0).all()  # a negative slope turns negative inputs positive
+    w = net.params["conv"][0][:, :, 0, 0]
+    seed = np.random.default_rng(3).normal(size=post.shape).astype(np.float32)
+    # in place: mask = (output > 0) -> factor 1 wherever the output is positive
+    factor = np.where(post > 0, 1.0, -0.5)
+    want = np.einsum("oc,nohw->nchw", w, seed * factor)
+    # through relu2 too (not in place): its mask reads its input, the in-place output
+    factor2 = np.where(post > 0, 1.0, -0.5)
+    want2 = np.einsum("oc,nohw->nchw", w, seed * factor2 * factor)
+    for engine in ("onnx", "numpy"):
+        got = net.backward(x, "conv", seed, mode="backprop", engine=engine)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        got2 = net.backward(x, "out", seed, mode="backprop", engine=engine)
+        np.testing.assert_allclose(got2, want2, rtol=1e-5, atol=1e-6)
