@@ -25,7 +25,7 @@ from . import numpy_ops as ops
 from .caffe.to_onnx import ave_divisor, broadcast_shape, exp_scales, log_base_scale, pool_geometry
 from .errors import InputError
 
-from .grad import check_backward_args, in_place, resolve_start  # noqa: E402
+from .grad import check_backward_args, resolve_start  # noqa: E402
 
 
 def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start="last",
@@ -119,11 +119,11 @@ def _values_read(net, first, reads, writes, mode, lrn):
         t, a = p.type, p.attrs
         uses_input = (t == "Pooling" and a["method"] == "max") or t in ("PReLU", "ELU", "AbsVal", "Power", "BNLL", "Log") \
             or (t == "LRN" and not (lrn == "identity" and mode != "backprop")) \
-            or (t == "ReLU" and mode != "deconv" and not in_place(p)) or (t == "Eltwise" and a["op"] != "sum")
+            or (t == "Eltwise" and a["op"] != "sum")
         if uses_input:
             needed.update(reads[p.index])
-        if t == "ReLU" and mode != "deconv" and in_place(p):
-            needed.update(writes[p.index])  # Caffe's in-place mask reads the output
+        if t == "ReLU" and mode != "deconv":  # the mask's source: the output when in place (Caffe)
+            needed.update(writes[p.index] if p.in_place else reads[p.index])
         if t in ("Softmax", "Sigmoid", "TanH", "Exp"):
             needed.update(writes[p.index])
     return needed
@@ -167,7 +167,7 @@ def _layer_backward(p, ins, outs, tops, mode, lrn):
             return [dy]
         return [ops.lrn_backward(x, dy, a["local_size"], a["alpha"], a["beta"], a["k"], a["region"])]
     if t == "ReLU":  # in place, Caffe's mask reads the overwritten bottom: the output
-        return [_relu_backward(outs[0] if in_place(p) else x, dy, a["negative_slope"], mode)]
+        return [_relu_backward(outs[0] if p.in_place else x, dy, a["negative_slope"], mode)]
     if t == "InnerProduct":
         w = p.params[0]
         flat = dy.reshape(-1, a["num_output"])

@@ -393,13 +393,8 @@ def _vjp_relu(ctx, p, ins, outs, dtops, aux, params):
     # Caffe masks with the bottom blob as it is at backward time: for an in-place ReLU that
     # is the output (the same mask unless the slope is negative). It also leaves the
     # pre-ReLU value to the ReLU alone, so ORT fuses the two into one convolution.
-    x = outs[0] if in_place(p) else ins[0]
+    x = outs[0] if p.in_place else ins[0]
     return [_relu_rule(ctx, dtops[0], x, p.attrs["negative_slope"])], None
-
-
-def in_place(p):
-    """The layer overwrites its bottom (Caffe's in-place ReLU, Dropout, …)."""
-    return bool(p.tops) and p.tops == p.bottoms
 
 
 def _vjp_prelu(ctx, p, ins, outs, dtops, aux, params):
@@ -520,28 +515,20 @@ def _vjp_batchnorm(ctx, p, ins, outs, dtops, aux, params):
 
 
 def _vjp_scale(ctx, p, ins, outs, dtops, aux, params):
+    """Scale (``x * gamma [+ beta]``) and Bias (``x + beta``); parameter diffs sum over the
+    axes the parameter is broadcast along."""
     g, a, dy, x = ctx.g, p.attrs, dtops[0], ins[0]
     nd = len(p.bottom_shapes[0])
-    shape = tuple(p.params[0].shape) + (1,) * (nd - a["axis"] - a["num_axes"])
-    gamma = g.op("Reshape", [params[0], g.ints(shape)], "scale_g")
-    dparams = None
-    if ctx.want_params:
-        axes = [i for i in range(nd) if not a["axis"] <= i < a["axis"] + a["num_axes"]]
-        dg = g.op("ReduceSum", [g.op("Mul", [dy, x], "dyx"), g.ints(axes)], "scale_dg", keepdims=0)
-        dparams = [dg]
-        if a["bias_term"]:
-            dparams.append(g.op("ReduceSum", [dy, g.ints(axes)], "scale_db", keepdims=0))
-    return [g.op("Mul", [dy, gamma], "scale_dx")], dparams
-
-
-def _vjp_bias(ctx, p, ins, outs, dtops, aux, params):
-    g, a, dy = ctx.g, p.attrs, dtops[0]
-    dparams = None
-    if ctx.want_params:
-        nd = len(p.bottom_shapes[0])
-        axes = [i for i in range(nd) if not a["axis"] <= i < a["axis"] + a["num_axes"]]
-        dparams = [g.op("ReduceSum", [dy, g.ints(axes)], "bias_db", keepdims=0)]
-    return [dy], dparams
+    axes = [i for i in range(nd) if not a["axis"] <= i < a["axis"] + a["num_axes"]]
+    dx, dparams = dy, []
+    if p.type == "Scale":
+        shape = tuple(p.params[0].shape) + (1,) * (nd - a["axis"] - a["num_axes"])
+        dx = g.op("Mul", [dy, g.op("Reshape", [params[0], g.ints(shape)], "scale_g")], "scale_dx")
+        if ctx.want_params:
+            dparams.append(g.op("ReduceSum", [g.op("Mul", [dy, x], "dyx"), g.ints(axes)], "scale_dg", keepdims=0))
+    if ctx.want_params and a["bias_term"]:  # g.ints shares one constant between the two
+        dparams.append(g.op("ReduceSum", [dy, g.ints(axes)], "bias_db", keepdims=0))
+    return [dx], dparams if ctx.want_params else None
 
 
 def _vjp_pointwise(ctx, p, ins, outs, dtops, aux, params):
@@ -553,8 +540,8 @@ def _vjp_pointwise(ctx, p, ins, outs, dtops, aux, params):
         inner, _ = exp_scales(a)
         d = g.op("Mul", [dy, y], "exp_dyy")
         return [d if inner == 1.0 else g.op("Mul", [d, g.const(inner)], "exp_dx")], None
-    base = g.op("Add", [g.op("Mul", [x, g.const(a["scale"])], "log_sx"), g.const(a["shift"])], "log_base")
-    return [g.op("Mul", [g.op("Div", [dy, base], "log_q"), g.const(a["scale"] * log_base_scale(a))], "log_dx")], None
+    return [g.op("Mul", [g.op("Div", [dy, aux["log_arg"]], "log_q"), g.const(a["scale"] * log_base_scale(a))],
+                 "log_dx")], None
 
 
 def _vjp_slice(ctx, p, ins, outs, dtops, aux, params):
@@ -584,7 +571,7 @@ VJP = {
     "TanH": _vjp_elementwise, "AbsVal": _vjp_elementwise, "Power": _vjp_elementwise,
     "InnerProduct": _vjp_ip, "Flatten": _vjp_reshape, "Reshape": _vjp_reshape, "Softmax": _vjp_softmax,
     "Concat": _vjp_concat, "Eltwise": _vjp_eltwise, "Split": _vjp_split, "Dropout": _vjp_identity,
-    "BatchNorm": _vjp_batchnorm, "Scale": _vjp_scale, "Bias": _vjp_bias, "BNLL": _vjp_pointwise,
+    "BatchNorm": _vjp_batchnorm, "Scale": _vjp_scale, "Bias": _vjp_scale, "BNLL": _vjp_pointwise,
     "Exp": _vjp_pointwise, "Log": _vjp_pointwise, "Slice": _vjp_slice, "Crop": _vjp_crop,
 }
 

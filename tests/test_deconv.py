@@ -206,6 +206,11 @@ def test_backprop_matches_float64_finite_differences(zoo, blob, start):
     seed = rng.normal(size=values[target].shape)
     got = backward_numpy(net, x.astype(np.float32), blob, seed, mode="backprop", start=start, values=values)
 
+    _assert_matches_finite_differences(ref, x, target, seed, got, rng, (blob, start))
+
+
+def _assert_matches_finite_differences(ref, x, target, seed, got, rng, label):
+    """d(seed . target)/dx along three random directions, central differences in float64."""
     def objective(xv):
         return float((ref.run([target], {"data": xv})[0] * seed).sum())
 
@@ -215,7 +220,7 @@ def test_backprop_matches_float64_finite_differences(zoo, blob, start):
         fd = (objective(x + eps * v) - objective(x - eps * v)) / (2 * eps)
         analytic = float((got.astype(np.float64) * v).sum())
         scale = float(np.abs(got * v).sum())
-        assert abs(fd - analytic) <= 1e-5 * scale, (blob, start, fd, analytic)
+        assert abs(fd - analytic) <= 1e-5 * scale, (label, fd, analytic)
 
 
 @pytest.mark.parametrize("blob", ["ip", "r3", "cat"])
@@ -232,14 +237,7 @@ def test_slice_crop_bias_bnll_exp_log_backward_matches_finite_differences(blob):
     seed = rng.normal(size=values[blob].shape)
     got = backward_numpy(net, x.astype(np.float32), blob, seed, mode="backprop", values=values)
 
-    def objective(xv):
-        return float((ref.run([blob], {"data": xv})[0] * seed).sum())
-
-    for _ in range(3):
-        v = rng.normal(size=x.shape)
-        fd = (objective(x + 1e-6 * v) - objective(x - 1e-6 * v)) / 2e-6
-        analytic = float((got.astype(np.float64) * v).sum())
-        assert abs(fd - analytic) <= 1e-5 * float(np.abs(got * v).sum()), (blob, fd, analytic)
+    _assert_matches_finite_differences(ref, x, blob, seed, got, rng, blob)
     x32, seed32 = x.astype(np.float32), seed.astype(np.float32)
     for mode in ("deconv", "guided", "backprop"):
         graph = net.backward(x32, blob, seed32, mode=mode, engine="onnx")

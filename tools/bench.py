@@ -70,7 +70,7 @@ def kernel_ms(model, feeds, runs=5):
         events = json.load(f)
     os.remove(path)
     starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
-    per_run = collections.defaultdict(lambda: collections.Counter())
+    per_run = collections.defaultdict(collections.Counter)
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             i = sum(1 for t in starts if t <= e["ts"]) - 1

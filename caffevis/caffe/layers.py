@@ -36,6 +36,11 @@ class LayerPlan:
     params: list  # np.ndarray, in Caffe's blob order (after shape checks)
     index: int = 0
 
+    @property
+    def in_place(self) -> bool:
+        """The layer overwrites its bottom blob (Caffe's in-place ReLU, Dropout, BatchNorm, …)."""
+        return bool(self.tops) and self.tops == self.bottoms
+
 
 def _pair(values, single_h, single_w, default, field):
     """Caffe's ``kernel_size`` / ``kernel_h``+``kernel_w`` resolution for 2-D layers."""

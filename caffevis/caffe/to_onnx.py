@@ -103,6 +103,15 @@ def lrn_scale(g, p, x):
     return g.op("Add", [g.op("Mul", [s, g.const(a["alpha"] / a["local_size"] ** 2)]), g.const(1.0)], "lrn_scale")
 
 
+def affine(g, x, scale, shift, hint):
+    """``x * scale + shift``, each step emitted only where it changes ``x`` (as Caffe skips them)."""
+    if scale != 1.0:
+        x = g.op("Mul", [x, g.const(scale)], f"{hint}_scale")
+    if shift != 0.0:
+        x = g.op("Add", [x, g.const(shift)], f"{hint}_shift")
+    return x
+
+
 def exp_scales(a):
     """Caffe's Exp layer: y = outer * exp(inner * x) for y = base^(shift + scale * x)."""
     log_base = 1.0 if a["base"] == -1 else float(np.log(np.float32(a["base"])))
@@ -186,11 +195,7 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
     elif t == "AbsVal":
         g.op("Abs", [x], outputs=outs)
     elif t == "Power":
-        y = x
-        if a["scale"] != 1.0:
-            y = g.op("Mul", [y, g.const(a["scale"])], "pow_scale")
-        if a["shift"] != 0.0:
-            y = g.op("Add", [y, g.const(a["shift"])], "pow_shift")
+        y = affine(g, x, a["scale"], a["shift"], "pow")
         if a["power"] != 1.0:
             y = g.op("Pow", [y, g.const(a["power"])], "pow")
         g.op("Identity", [y], outputs=outs)
@@ -249,23 +254,13 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
         g.op("Add", [g.op("Relu", [x], "bnll_pos"), tail], outputs=outs)
     elif t == "Exp":
         inner, outer = exp_scales(a)
-        y = g.op("Mul", [x, g.const(inner)], "exp_in") if inner != 1.0 else x
-        if outer != 1.0:
-            y = g.op("Mul", [g.op("Exp", [y], "exp"), g.const(outer)], "exp_out")
-            g.op("Identity", [y], outputs=outs)
-        else:
-            g.op("Exp", [y], outputs=outs)
+        g.op("Identity", [affine(g, g.op("Exp", [affine(g, x, inner, 0.0, "exp_in")], "exp"), outer, 0.0, "exp_out")],
+             outputs=outs)
     elif t == "Log":
-        y = x
-        if a["scale"] != 1.0:
-            y = g.op("Mul", [y, g.const(a["scale"])], "log_scale")
-        if a["shift"] != 0.0:
-            y = g.op("Add", [y, g.const(a["shift"])], "log_shift")
-        base_scale = log_base_scale(a)
-        if base_scale != 1.0:
-            g.op("Mul", [g.op("Log", [y], "log"), g.const(base_scale)], outputs=outs)
-        else:
-            g.op("Log", [y], outputs=outs)
+        arg = affine(g, x, a["scale"], a["shift"], "log_arg")
+        if aux is not None:
+            aux["log_arg"] = arg  # the backward divides by it
+        g.op("Identity", [affine(g, g.op("Log", [arg], "log"), log_base_scale(a), 0.0, "log_base")], outputs=outs)
     elif t == "Slice":
         if len(outs) == 1:
             g.op("Identity", [x], outputs=outs)
