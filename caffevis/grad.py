@@ -26,8 +26,8 @@ import os
 import numpy as np
 import onnx
 
-from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_sum, emit_forward, exp_scales,
-                            log_base_scale, param_name, pool_geometry, spatial_window_sum)
+from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_mean, emit_forward, exp_scales,
+                            log_base_scale, param_name, pool_geometry, spatial_window_mean)
 from .errors import InputError
 from .io import save_onnx
 from .onnx_graph import GraphBuilder
@@ -300,7 +300,7 @@ def _strided_conv_input_grad(g, dy, w, shape, a, in_hw, out_hw):
     """Input gradient of a stride-s convolution as a stride-1 one (faster in ORT than the
     strided ConvTranspose): the filters, zero-padded to a multiple of s, are folded
     space-to-depth, a "full" convolution with the flipped folded filters gives the gradient
-    of the folded input, and DepthToSpace unfolds it."""
+    of the folded input, and a one-hot transposed convolution unfolds it."""
     s = a["stride"][0]
     o, c, kh, kw = shape
     kh2, kw2 = -(-kh // s), -(-kw // s)  # folded kernel size
@@ -310,14 +310,18 @@ def _strided_conv_input_grad(g, dy, w, shape, a, in_hw, out_hw):
     wf = g.op("Reshape", [wt, g.ints([o, c * s * s, kh2, kw2])], "s2d_w")
     folded = g.op("Conv", [dy, _flipped_filters(g, wf, (o, c * s * s, kh2, kw2), 1)], "s2d_dx",
                   kernel_shape=[kh2, kw2], pads=[kh2 - 1, kw2 - 1, kh2 - 1, kw2 - 1])
-    full = g.op("DepthToSpace", [folded], "s2d_unfold", blocksize=s, mode="CRD")
-    # rows/cols of the padded input covered by the unfolded gradient; the rest get none
+    # Unfold (the inverse of the space-to-depth fold) as a transposed convolution with one-hot
+    # s x s filters, one group per input channel: faster in ORT than DepthToSpace, and its
+    # pads crop to the input in the same pass. Rows/cols beyond the last window's reach get
+    # no gradient: output_padding (< s) appends them.
     (h, w_), (oh, ow), (ph, pw) = in_hw, out_hw, a["pad"]
     cov_h, cov_w = s * (oh + kh2 - 1), s * (ow + kw2 - 1)
-    need_h, need_w = max(ph + h - cov_h, 0), max(pw + w_ - cov_w, 0)
-    if need_h or need_w:
-        full = g.op("Pad", [full, g.ints([0, 0, 0, 0, 0, 0, need_h, need_w])], "s2d_tail")
-    return g.op("Slice", [full, g.ints([ph, pw]), g.ints([ph + h, pw + w_]), g.ints([2, 3])], "s2d_crop")
+    tail_h, tail_w = max(ph + h - cov_h, 0), max(pw + w_ - cov_w, 0)
+    one_hot = np.eye(s * s, dtype=g.dtype).reshape(s * s, 1, s, s)
+    return g.op("ConvTranspose", [folded, g.const(np.tile(one_hot, (c, 1, 1, 1)), hint="s2d_unfold_w")],
+                "s2d_unfold", kernel_shape=[s, s], strides=[s, s], group=c,
+                pads=[ph, pw, cov_h + tail_h - ph - h, cov_w + tail_w - pw - w_],
+                output_padding=[tail_h, tail_w])
 
 
 def _vjp_conv(ctx, p, ins, outs, dtops, aux, params):
@@ -381,11 +385,11 @@ def _vjp_lrn(ctx, p, ins, outs, dtops, aux, params):
     x, y, scale = ins[0], outs[0], aux["scale"]
     t = g.op("Div", [g.op("Mul", [dy, y], "lrn_dyy"), scale], "lrn_t")
     if a["region"] == "across":
-        s, n_eff = channel_window_sum(g, t, p.bottom_shapes[0], a["local_size"]), a["local_size"]
+        mean = channel_window_mean(g, t, p.bottom_shapes[0], a["local_size"])
     else:
-        s, n_eff = spatial_window_sum(g, t, p.bottom_shapes[0][1], a["local_size"]), a["local_size"] ** 2
+        mean = spatial_window_mean(g, t, a["local_size"])
     first = g.op("Mul", [dy, aux["scale_pow"]], "lrn_d1")
-    second = g.op("Mul", [g.op("Mul", [x, s], "lrn_xs"), g.const(2.0 * a["alpha"] * a["beta"] / n_eff)], "lrn_d2")
+    second = g.op("Mul", [g.op("Mul", [x, mean], "lrn_xs"), g.const(2.0 * a["alpha"] * a["beta"])], "lrn_d2")
     return [g.op("Sub", [first, second], "lrn_dx")], None
 
 

@@ -295,6 +295,28 @@ def test_conv_kernels_match_caffe_loops(case, columns, monkeypatch):
     assert abs(lhs - rhs) <= 1e-5 * float(np.abs(y * dy).sum())
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_gradient_graph_conv_input_grad_matches_caffe_deconv(case, tmp_path):
+    """The gradient graph's input diff of one convolution (stride 1: flipped filters; strided:
+    folded filters, then the one-hot unfold) is Caffe's Deconvolution of the seed, with zeros
+    where no window reaches."""
+    import caffe_loops
+
+    n, c, h, w, m, kernel, stride, pad, dilation, group = case
+    net = _tiny_net(tmp_path, f"""
+layer {{ name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param {{ num_output: {m}
+  kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} stride_w: {stride[1]} pad_h: {pad[0]} pad_w: {pad[1]}
+  dilation: {dilation[0]} dilation: {dilation[1]} group: {group} }} }}
+""", shape=(n, c, h, w))
+    x = np.random.default_rng(6).normal(size=(n, c, h, w)).astype(np.float32)
+    dy = np.random.default_rng(7).normal(size=net.forward(x)["conv"].shape).astype(np.float32)
+    dx = net.backward(x, "conv", dy, engine="onnx")
+    attrs = dict(kernel=kernel, stride=stride, pad=pad, dilation=dilation, group=group)
+    full = caffe_loops.deconv(dy.astype(np.float64), net.layers[0].params[0].astype(np.float64), None, attrs)
+    assert dx.shape == x.shape and rel_err(dx[:, :, :full.shape[2], :full.shape[3]], full) <= 1e-5
+    assert not dx[:, :, full.shape[2]:].any() and not dx[:, :, :, full.shape[3]:].any()
+
+
 # -- Caffe's tie rules -----------------------------------------------------------------------
 def _tiny_net(tmp_path, body, shape=(1, 1, 4, 4)):
     text = f'name: "tiny"\ninput: "data"\ninput_shape {{ {" ".join(f"dim: {d}" for d in shape)} }}\n{body}'

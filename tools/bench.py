@@ -24,14 +24,24 @@ SHARED = os.path.join(REPO, "..", "shared")
 
 
 def timeit(fn, repeat=5, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
+    return timeit_pair(fn, None, repeat, warmup)[0]
+
+
+def timeit_pair(fn, peer_fn, repeat=5, warmup=1):
+    """Median seconds of ``fn`` and of ``peer_fn`` (None: not run), their calls alternated so
+    that a slow spell of the host falls on both sides of the ratio."""
+    fns = [f for f in (fn, peer_fn) if f is not None]
+    for f in fns:
+        for _ in range(warmup):
+            f()
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for f, ts in zip(fns, times):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+    medians = [statistics.median(ts) for ts in times]
+    return medians[0], (medians[1] if peer_fn is not None else None)
 
 
 def caffenet(seed=0):
@@ -106,21 +116,22 @@ def bench_backward(args):
     for batch in args.batches:
         x = np.random.default_rng(0).normal(size=(batch, 3, 227, 227)).astype(np.float32) * 50
         blobs = net.forward(x)
-        fwd = timeit(lambda: net.forward(x), args.repeat)
-        print(f" batch {batch}")
-        peer_fwd = None
-        if peer is not None:
+
+        def peer_forward():
             with torch.no_grad():
-                peer_fwd = timeit(lambda: peer.forward(torch.from_numpy(x)), args.repeat)
+                peer.forward(torch.from_numpy(x))
+
+        fwd, peer_fwd = timeit_pair(lambda: net.forward(x), peer_forward if peer else None, args.repeat)
+        print(f" batch {batch}")
         row("ORT forward (all blobs)", fwd, peer_fwd)
         for blob, seed in (("fc8", unit_seed(blobs["fc8"].shape, 3)),
                            ("conv5", channel_map_seed(blobs["conv5"], 7))):
             net.backward(x, blob, seed)  # build + warm the session
-            t = timeit(lambda: net.backward(x, blob, seed, engine="onnx"), args.repeat)
-            tp = timeit(lambda: peer.input_grad(x, blob, seed), args.repeat) if peer is not None else None
+            t, tp = timeit_pair(lambda: net.backward(x, blob, seed, engine="onnx"),
+                                (lambda: peer.input_grad(x, blob, seed)) if peer else None, args.repeat)
             row(f"gradient graph fwd+bwd from {blob}", t, tp)
             # the floor: the convolutions alone, already near the CPU's FMA peak (ORT's NCHWc kernels)
-            model, _ = build_gradient_model(net, blob)
+            model, _ = build_gradient_model(net, blob, blob_diffs=False)  # as net.backward runs it
             kernels = kernel_ms(model, {net.input_name: x, SEED: seed}, args.repeat)
             row("  of which convolution kernels (ORT profiler)", conv_ms(kernels) / 1000, tp)
         seed = channel_map_seed(blobs["conv5"], 7)
@@ -203,7 +214,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all", choices=["all"] + sorted(SECTIONS))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--frames", type=int, default=30, help="viewer frames per mode")
     parser.add_argument("--opt-iters", type=int, default=20, help="optimizer iterations timed per unit")
     parser.add_argument("--opt-units", type=int, default=8, help="optimizer units (one batch)")

@@ -72,35 +72,50 @@ def ave_divisor(p):
     return (hsz[:, None] * wsz[None, :]).astype(np.float64)
 
 
-def channel_window_sum(g, x, shape, size):
-    """Sum over a window of ``size`` channels centred on each channel (zero-padded).
+def channel_window_mean(g, x, shape, size):
+    """Mean over a window of ``size`` channels centred on each channel, zeros padded in
+    (the divisor is always ``size``, as Caffe's LRN).
 
-    Written as one Sum of shifted channel slices: a single pass over memory, several
-    times faster in ORT than a (size x 1) convolution over a 1-channel view.
+    An AveragePool down the channel axis of an (N, 1, C, rest) view: ORT's pooling kernel
+    runs it in one vectorized pass, about twice as fast as a Sum of shifted slices.
     """
-    pre, c = (size - 1) // 2, shape[1]
-    padded = g.op("Pad", [x, g.ints([0, pre] + [0] * (len(shape) - 2) + [0, size - 1 - pre] + [0] * (len(shape) - 2))],
-                  "lrn_pad")
-    shifted = [g.op("Slice", [padded, g.ints([i]), g.ints([i + c]), g.ints([1])], "lrn_shift") for i in range(size)]
-    return g.op("Sum", shifted, "lrn_sum") if size > 1 else shifted[0]
+    pre = (size - 1) // 2
+    view = g.op("Reshape", [x, g.ints([0, 1, shape[1], -1])], "lrn_view")
+    mean = g.op("AveragePool", [view], "lrn_cmean", kernel_shape=[size, 1], pads=[pre, 0, size - 1 - pre, 0],
+                count_include_pad=1)
+    return g.op("Reshape", [mean, g.ints([0] + list(shape[1:]))], "lrn_cmean_r")
 
 
-def spatial_window_sum(g, x, channels, size):
-    pad = (size - 1) // 2
-    return g.op("Conv", [x, _spatial_ones(g, channels, (size, size))], "lrn_ssum",
-                pads=[pad, pad, size - 1 - pad, size - 1 - pad], group=channels)
+def spatial_window_mean(g, x, size):
+    """Mean over a ``size`` x ``size`` window of each channel, zeros padded in."""
+    pre = (size - 1) // 2
+    return g.op("AveragePool", [x], "lrn_smean", kernel_shape=[size, size],
+                pads=[pre, pre, size - 1 - pre, size - 1 - pre], count_include_pad=1)
 
 
 def lrn_scale(g, p, x):
     """Caffe's LRN scale: k + alpha/n * sum(x^2) across channels, or 1 + alpha/n^2 * sum
-    within an n x n window (Caffe ignores k there)."""
+    within an n x n window (Caffe ignores k there); either is ``bias + alpha * mean(x^2)``."""
     a, shape = p.attrs, p.bottom_shapes[0]
     sq = g.op("Mul", [x, x], "lrn_sq")
     if a["region"] == "across":
-        s = channel_window_sum(g, sq, shape, a["local_size"])
-        return g.op("Add", [g.op("Mul", [s, g.const(a["alpha"] / a["local_size"])]), g.const(a["k"])], "lrn_scale")
-    s = spatial_window_sum(g, sq, shape[1], a["local_size"])
-    return g.op("Add", [g.op("Mul", [s, g.const(a["alpha"] / a["local_size"] ** 2)]), g.const(1.0)], "lrn_scale")
+        mean, bias = channel_window_mean(g, sq, shape, a["local_size"]), a["k"]
+    else:
+        mean, bias = spatial_window_mean(g, sq, a["local_size"]), 1.0
+    return g.op("Add", [g.op("Mul", [mean, g.const(a["alpha"])]), g.const(bias)], "lrn_scale")
+
+
+def negative_power(g, x, beta, hint):
+    """``x ** -beta``. ORT's Pow evaluates a general exponent one element at a time; square
+    roots (for Caffe's default beta 0.75) or exp(-beta * log x) are vectorized, 2-5x faster."""
+    if beta == 0.75:
+        root = g.op("Sqrt", [x], f"{hint}_sqrt")
+        return g.op("Reciprocal", [g.op("Mul", [root, g.op("Sqrt", [root], f"{hint}_qrt")])], hint)
+    if beta == 0.5:
+        return g.op("Reciprocal", [g.op("Sqrt", [x], f"{hint}_sqrt")], hint)
+    if beta == 1.0:
+        return g.op("Reciprocal", [x], hint)
+    return g.op("Exp", [g.op("Mul", [g.op("Log", [x], f"{hint}_log"), g.const(-beta)])], hint)
 
 
 def affine(g, x, scale, shift, hint):
@@ -173,7 +188,7 @@ def emit_forward(g: GraphBuilder, p, ins, outs, params, aux=None):
             scale = lrn_scale(g, p, x)
             if aux is not None:
                 aux["scale"] = scale
-            scale_pow = g.op("Pow", [scale, g.const(-a["beta"])], "lrn_pow")
+            scale_pow = negative_power(g, scale, a["beta"], "lrn_pow")
             if aux is not None:
                 aux["scale_pow"] = scale_pow  # the backward's first term reuses it
             g.op("Mul", [x, scale_pow], outputs=outs)
