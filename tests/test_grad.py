@@ -240,3 +240,20 @@ def test_cached_gradient_graph_follows_the_prototxt(tmp_path, tmp_cache):
     assert list(tmp_cache.glob("*/grad/*.onnx")), "small nets' gradient graphs are cached on disk"
     assert rel_err(g_ave, g_max) > 1e-2
     assert rel_err(g_ave, net_ave.backward(x, "ip2", seed, engine="numpy")) <= 1e-5
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.6])
+def test_lrn_negative_power_matches_numpy(beta):
+    """Each of x ** -beta's vectorized forms (the LRN scale's power) in ORT."""
+    import onnxruntime as ort
+
+    from caffevis.caffe.to_onnx import negative_power
+    from caffevis.onnx_graph import GraphBuilder
+
+    g = GraphBuilder(np.float32)
+    x = g.add_input("x", [64])
+    g.add_output(negative_power(g, x, beta, "p"), [64])
+    sess = ort.InferenceSession(g.model("pow", {}).SerializeToString(), providers=["CPUExecutionProvider"])
+    xv = np.random.default_rng(1).uniform(0.5, 40.0, 64).astype(np.float32)
+    got = sess.run(None, {"x": xv})[0]
+    assert rel_err(got, xv.astype(np.float64) ** -beta) <= 2e-6
