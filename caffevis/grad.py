@@ -37,6 +37,7 @@ MODES = ("backprop", "deconv", "guided")
 LRN_RULES = ("derivative", "identity")
 STARTS = ("last", "layer")
 SEED = "seed"
+SEED_CHANNEL = "seed_channel"
 CACHE_MAX_WEIGHT_BYTES = 64 << 20
 LABELS = "labels"
 
@@ -111,8 +112,13 @@ def resolve_start(plans, input_name, blob, start):
 
 def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", start="last",
                          params=False, params_as_inputs=False, loss=None, dtype=np.float32,
-                         input_name="data", input_shape=None, blob_diffs=True):
+                         input_name="data", input_shape=None, blob_diffs=True, seed_channel=False):
     """Build the backward ONNX model for seeds at ``blob``; returns (model, output names).
+
+    ``seed_channel=True`` builds the graph for a seed that is zero outside one channel (the
+    seeds of the viewer, the optimizer and max patches): an int64 input ``seed_channel``
+    names it, the seed input holds that channel alone, and the layer producing ``blob``
+    computes only that channel (see :func:`channel_seed_supported`).
 
     ``blob_diffs=False`` leaves the per-blob diffs out of the outputs (only the input diff,
     and parameter gradients where asked): ORT then reuses their buffers, several times
@@ -140,26 +146,35 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
 
     g = GraphBuilder(dtype, names=[v for ws in writes for v in ws])
     g.add_input(input_name, ["N"] + list(input_shape[1:]))
+    restricted = {}
+    if seed_channel:
+        if params or loss or blob_diffs:
+            raise InputError("seed_channel graphs give the input diff only (no params, loss or blob diffs)")
+        if not channel_seed_supported(plans, blob, start):
+            raise InputError(f"blob '{blob}': a one-channel seed graph needs a Convolution or InnerProduct "
+                             "producing it, followed only by in-place channelwise layers")
+        restricted = _restrict_to_seed_channel(g, plans, blob, on_path, start_idx)
     version_blob = {input_name: input_name}
     pnames, aux = {}, {}
     for idx in on_path:
-        p = plans[idx]
-        names = []
-        for i, arr in enumerate(p.params):
-            name = param_name(p.name, i)
-            g.initializer(name, arr.astype(dtype))
-            if params_as_inputs:
-                g.inputs.append(onnx.helper.make_tensor_value_info(
-                    name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(arr.shape)))
-            names.append(name)
+        p, names = restricted.get(idx, (plans[idx], None))
+        if names is None:
+            names = []
+            for i, arr in enumerate(p.params):
+                name = param_name(p.name, i)
+                g.initializer(name, arr.astype(dtype))
+                if params_as_inputs:
+                    g.inputs.append(onnx.helper.make_tensor_value_info(
+                        name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(arr.shape)))
+                names.append(name)
         pnames[idx] = names
         aux[idx] = {}
         emit_forward(g, p, reads[idx], writes[idx], names, aux=aux[idx])
         for t, v in zip(p.tops, writes[idx]):
             version_blob[v] = t
 
-    target_shape = plans[start_idx].top_shapes[plans[start_idx].tops.index(blob)] if start_idx >= 0 \
-        else tuple(input_shape)
+    start_plan = restricted.get(start_idx, (plans[start_idx], None))[0] if start_idx >= 0 else None
+    target_shape = start_plan.top_shapes[start_plan.tops.index(blob)] if start_plan else tuple(input_shape)
     outputs = []
     if loss == "softmax":
         g.add_input(LABELS, ["N"], np.int64)
@@ -175,7 +190,7 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     diffs = {target: seed}
     grads = {}
     for idx in reversed(on_path):
-        p = plans[idx]
+        p = restricted.get(idx, (plans[idx], None))[0]
         dtops = [diffs.get(w) for w in writes[idx]]
         if all(d is None for d in dtops):
             continue
@@ -213,6 +228,81 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
         g.add_output(name, shapes.get(name))
     meta = {"caffevis_gradient": f"blob={blob} mode={mode} lrn={lrn} start={start} loss={loss}"}
     return g.model(f"grad_{blob}", meta), outputs
+
+
+def seeded_channel(diff):
+    """The one channel (axis 1) where ``diff`` is nonzero, or None (several, none, or 1 channel)."""
+    if diff.ndim < 2 or diff.shape[1] < 2:
+        return None
+    used = np.flatnonzero(diff.any(axis=(0,) + tuple(range(2, diff.ndim))))
+    return int(used[0]) if len(used) == 1 else None
+
+
+# Layers that act on each channel alone: a one-channel seed stays in its channel through them.
+CHANNELWISE = {"ReLU", "Sigmoid", "TanH", "AbsVal", "Power", "ELU", "BNLL", "Exp", "Log", "Dropout"}
+
+
+def channel_seed_supported(plans, blob, start="last", input_name="data"):
+    """Whether a one-channel seed graph exists for ``blob``: a Convolution or InnerProduct
+    (on the channel axis) produces it, and the layers after it up to the seed point are
+    in-place channelwise ones."""
+    try:
+        start_idx, _ = resolve_start(plans, input_name, blob, start)
+    except InputError:
+        return False
+    chain = [i for i in range(start_idx + 1) if blob in plans[i].tops]
+    if not chain:
+        return False
+    producer = plans[chain[0]]
+    if producer.in_place or producer.type not in ("Convolution", "InnerProduct"):
+        return False
+    if producer.type == "InnerProduct" and producer.attrs["axis"] != 1:
+        return False
+    return all(plans[i].in_place and plans[i].type in CHANNELWISE and not plans[i].params
+               for i in chain[1:])
+
+
+def _restrict_to_seed_channel(g, plans, blob, on_path, start_idx):
+    """The layers writing ``blob`` rewritten for one output channel, chosen at run time.
+
+    The producer's weights (grouped convolution filters spread to full input width, so one
+    filter is a group-1 convolution) become initializers gathered by the ``seed_channel``
+    input; the layers after it see one channel. Returns idx -> (plan, param names).
+    """
+    import dataclasses
+
+    channel = g.add_input(SEED_CHANNEL, [1], np.int64)
+    chain = [i for i in on_path if i <= start_idx and blob in plans[i].tops]
+    producer = plans[chain[0]]
+    a = producer.attrs
+    weight = producer.params[0]
+    if producer.type == "Convolution" and a["group"] > 1:
+        o, cg = weight.shape[:2]
+        full = np.zeros((o, cg * a["group"]) + weight.shape[2:], weight.dtype)
+        for gi in range(a["group"]):
+            rows = slice(gi * (o // a["group"]), (gi + 1) * (o // a["group"]))
+            full[rows, gi * cg:(gi + 1) * cg] = weight[rows]
+        weight = full
+    out_axis = 1 if producer.type == "InnerProduct" and a["transpose"] else 0
+    names = [g.op("Gather", [g.initializer(param_name(producer.name, 0), weight.astype(g.dtype)), channel],
+                  "seed_channel_w", axis=out_axis)]
+    shapes = [weight.shape[:out_axis] + (1,) + weight.shape[out_axis + 1:]]
+    if len(producer.params) > 1:
+        names.append(g.op("Gather", [g.initializer(param_name(producer.name, 1), producer.params[1].astype(g.dtype)),
+                                     channel], "seed_channel_b", axis=0))
+        shapes.append((1,))
+
+    def one(shape):
+        return tuple(shape[:1]) + (1,) + tuple(shape[2:])
+
+    restricted = {chain[0]: (dataclasses.replace(
+        producer, attrs=dict(a, num_output=1, **({"group": 1} if "group" in a else {})),
+        top_shapes=[one(producer.top_shapes[0])], params=[np.empty(s, np.float32) for s in shapes]), names)}
+    for i in chain[1:]:  # channelwise layers without parameters
+        p = plans[i]
+        restricted[i] = (dataclasses.replace(p, bottom_shapes=[one(p.bottom_shapes[0])],
+                                             top_shapes=[one(p.top_shapes[0])]), [])
+    return restricted
 
 
 def _output_shapes(plans, input_name, input_shape, target_shape, outputs):
@@ -591,20 +681,24 @@ class GradientSession:
     """
 
     def __init__(self, net, blob, mode="backprop", lrn="derivative", start="last", params=False,
-                 params_as_inputs=False, loss=None, blob_diffs=False):
-        self.net, self.blob, self.loss = net, blob, loss
+                 params_as_inputs=False, loss=None, blob_diffs=False, seed_channel=False):
+        self.net, self.blob, self.loss, self.seed_channel = net, blob, loss, seed_channel
         model, self.outputs = _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss,
-                                            blob_diffs)
+                                            blob_diffs, seed_channel)
         self.session = make_session(model.SerializeToString(), net.force_cpu, getattr(net, "threads", 0))
         # the session holds its own copy of the weights; the model proto is not kept
-        self.param_inputs = {i.name for i in model.graph.input} - {net.input_name, SEED, LABELS}
+        self.param_inputs = {i.name for i in model.graph.input} - {net.input_name, SEED, SEED_CHANNEL, LABELS}
 
-    def run(self, data, seed, params=None):
+    def run(self, data, seed, params=None, channel=None):
+        """``channel``: for a ``seed_channel`` session, the seeded channel (``seed`` then
+        holds that channel alone)."""
         feeds = {self.net.input_name: np.ascontiguousarray(data, np.float32)}
         if self.loss:
             feeds[LABELS] = np.asarray(seed, np.int64).reshape(-1)
         else:
             feeds[SEED] = np.ascontiguousarray(seed, np.float32)
+        if self.seed_channel:
+            feeds[SEED_CHANNEL] = np.array([channel], np.int64)
         for layer, arrays in (params or {}).items():
             for i, arr in enumerate(arrays):
                 name = param_name(layer, i)
@@ -624,7 +718,7 @@ class GradientSession:
         return result
 
 
-def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs):
+def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs, seed_channel=False):
     """Build the gradient model, reusing a copy saved on disk for the same weights."""
     from .paths import CONVERTER_FILES, code_version
 
@@ -641,7 +735,8 @@ def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, b
     # SqueezeNet); CaffeNet-sized models rebuild in memory in about as long as a load.
     if key and not params_as_inputs and weight_bytes <= CACHE_MAX_WEIGHT_BYTES:
         safe = "".join(c if c.isalnum() else "_" for c in blob)
-        tag = f"{safe}-{mode}-{lrn}-{start}-{int(bool(params))}-{loss or 'seed'}-{int(bool(blob_diffs))}"
+        tag = (f"{safe}-{mode}-{lrn}-{start}-{int(bool(params))}-{loss or 'seed'}-{int(bool(blob_diffs))}"
+               + ("-channel" if seed_channel else ""))
         path = os.path.join(net.cache_dir, f"{net.name}-{key[:12]}", "grad", f"{tag}.onnx")
         if os.path.isfile(path):
             try:
@@ -650,7 +745,8 @@ def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, b
             except Exception:
                 pass  # rebuilt below
     model, outputs = build_gradient_model(net, blob, mode=mode, lrn=lrn, start=start, params=params,
-                                          params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs)
+                                          params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs,
+                                          seed_channel=seed_channel)
     if path:
         save_onnx(model, path)
     return model, outputs

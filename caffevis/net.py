@@ -95,6 +95,7 @@ class Net:
         if not self.blob_shapes:
             self.blob_shapes = self._probe_shapes()
         self._grad_sessions = OrderedDict()
+        self._channel_seed_ok = {}  # (blob, start) -> a one-channel gradient graph exists
         self.max_grad_sessions = 6
         self._part_sessions = OrderedDict()  # frozenset(outputs) -> session of the model's part
         self.versions = None
@@ -280,23 +281,43 @@ class Net:
 
             return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
                                   blob_diffs=blob_diffs, values=values)
+        channel = None if blob_diffs else self._seeded_channel(blob, start, diff)
+        if channel is not None:
+            # every seed the toolbox makes (a unit, a channel's map) lies in one channel: the
+            # layer producing the blob then computes that channel only (same result, less work)
+            session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, seed_channel=True)
+            return session.run(data, diff[:, channel:channel + 1], channel=channel)["input"]
         session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, blob_diffs=blob_diffs)
         result = session.run(data, diff)
         if blob_diffs:
             return result["input"], result["blobs"]
         return result["input"]
 
-    def gradient_session(self, blob, mode="backprop", lrn="derivative", start="last", params=False,
-                         params_as_inputs=False, loss=None, blob_diffs=False):
-        """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``
-        (``blob_diffs``: also output every blob's diff, for the viewer's diff view)."""
+    def _seeded_channel(self, blob, start, diff):
+        """The seed's one channel where a one-channel gradient graph exists for ``blob``, else None."""
         from . import grad
 
-        key = (blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs)
+        channel = grad.seeded_channel(diff)
+        if channel is None:
+            return None
+        key = (blob, start)
+        if key not in self._channel_seed_ok:
+            self._channel_seed_ok[key] = grad.channel_seed_supported(self.layers, blob, start, self.input_name)
+        return channel if self._channel_seed_ok[key] else None
+
+    def gradient_session(self, blob, mode="backprop", lrn="derivative", start="last", params=False,
+                         params_as_inputs=False, loss=None, blob_diffs=False, seed_channel=False):
+        """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``
+        (``blob_diffs``: also output every blob's diff, for the viewer's diff view;
+        ``seed_channel``: for seeds in one channel, given at run time)."""
+        from . import grad
+
+        key = (blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs, seed_channel)
         session = self._grad_sessions.pop(key, None)
         if session is None:
             session = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start, params=params,
-                                           params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs)
+                                           params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs,
+                                           seed_channel=seed_channel)
         self._grad_sessions[key] = session  # most recently used last
         # each session holds a copy of the weights below its seed: keep a bounded number
         while len(self._grad_sessions) > self.max_grad_sessions:

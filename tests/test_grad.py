@@ -12,6 +12,9 @@ from onnx.reference import ReferenceEvaluator
 from caffevis.caffe.fillers import fill_weights
 from caffevis.caffe.reader import load_caffe
 from caffevis.caffe.to_onnx import convert, pool_geometry
+import onnxruntime as ort
+
+from caffevis.errors import InputError
 from caffevis.grad import build_gradient_model, input_diff_name, param_grad_name
 
 from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
@@ -257,3 +260,64 @@ def test_lrn_negative_power_matches_numpy(beta):
     xv = np.random.default_rng(1).uniform(0.5, 40.0, 64).astype(np.float32)
     got = sess.run(None, {"x": xv})[0]
     assert rel_err(got, xv.astype(np.float64) ** -beta) <= 2e-6
+
+
+TRANSPOSED_IP = """name: "tip"
+input: "data"
+input_shape { dim: 2 dim: 4 dim: 3 dim: 3 }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 6 transpose: true } }
+layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }
+"""
+
+
+@pytest.mark.parametrize("path,blob,supported", [  # (start='last', start='layer')
+    (ZOO, "conv1", (True, True)),     # strided convolution + in-place leaky ReLU
+    (ZOO, "conv2", (True, True)),     # grouped convolution, 3x5 kernel
+    (ZOO, "conv2b", (False, True)),   # then an in-place PReLU (a parameter per channel)
+    (ZOO, "norm1", (False, False)),   # LRN mixes channels
+    (ZOO, "ip1", (True, True)), (ZOO, "ip2", (True, True)),
+    (ZOO2, "ipt", (False, False)),    # InnerProduct on axis 2
+    (TRANSPOSED_IP, "ip", (True, True)),
+])
+def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp_path):
+    """net.backward answers a seed in one channel with a graph computing only that channel of
+    the seeded layer; it must give the full graph's result in every mode and start rule."""
+    from caffevis.grad import SEED, SEED_CHANNEL, channel_seed_supported
+    from caffevis.net import Net
+
+    if not os.path.isfile(path):
+        (tmp_path / "net.prototxt").write_text(path)
+        path = str(tmp_path / "net.prototxt")
+    net = Net.from_onnx_model(convert(fill_weights(load_caffe(path), seed=3, kind="he"))[0])
+    x = np.random.default_rng(0).normal(size=net.input_shape).astype(np.float32)
+    shape = net.forward(x)[blob].shape
+    channel = shape[1] - 1
+    seed = np.zeros(shape, np.float32)
+    seed[:, channel] = np.random.default_rng(1).normal(size=seed[:, channel].shape)
+    for start, ok in zip(("last", "layer"), supported):
+        assert channel_seed_supported(net.layers, blob, start, net.input_name) is ok
+        for mode in ("backprop", "deconv", "guided"):
+            full, _ = build_gradient_model(net, blob, mode=mode, start=start, blob_diffs=False)
+            sess = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"])
+            want = sess.run(None, {net.input_name: x, SEED: seed})[0]
+            got = net.backward(x, blob, seed, mode=mode, start=start, engine="onnx")
+            assert np.abs(want).max() > 0 and rel_err(got, want) <= 1e-6, (mode, start)
+            assert next(reversed(net._grad_sessions))[-1] is ok  # the session used: seed_channel flag
+        if not ok:
+            with pytest.raises(InputError, match="one-channel seed graph"):
+                build_gradient_model(net, blob, start=start, blob_diffs=False, seed_channel=True)
+        else:
+            model, _ = build_gradient_model(net, blob, start=start, blob_diffs=False, seed_channel=True)
+            assert {i.name for i in model.graph.input} == {net.input_name, SEED, SEED_CHANNEL}
+
+
+def test_seeded_channel_finds_a_lone_channel_only():
+    from caffevis.grad import seeded_channel
+
+    seed = np.zeros((2, 5, 3, 3), np.float32)
+    assert seeded_channel(seed) is None  # all zero: the full graph
+    seed[1, 2, 0, 1] = 1.0
+    assert seeded_channel(seed) == 2
+    seed[0, 4, 2, 2] = -1.0
+    assert seeded_channel(seed) is None
+    assert seeded_channel(np.ones((2, 1, 4), np.float32)) is None  # one channel only: nothing to skip
