@@ -321,3 +321,42 @@ def test_seeded_channel_finds_a_lone_channel_only():
     seed[0, 4, 2, 2] = -1.0
     assert seeded_channel(seed) is None
     assert seeded_channel(np.ones((2, 1, 4), np.float32)) is None  # one channel only: nothing to skip
+
+
+RELU_POOL = """name: "rp"
+input: "data"
+input_shape { dim: 2 dim: 3 dim: 11 dim: 11 }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "data" top: "conv2" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "r2" }
+layer { name: "pool2" type: "Pooling" bottom: "r2" top: "pool2" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "cat" type: "Concat" bottom: "pool" bottom: "pool2" top: "cat" }
+"""
+
+
+@pytest.mark.parametrize("mode", ["backprop", "guided"])
+def test_relu_mask_applied_at_the_max_pool_keeps_every_diff(mode, tmp_path):
+    """The in-place ReLU below a max pool is masked on the pooled diff (fewer values); the
+    input diff and every blob's diff (the viewer's diff panes) must stay Caffe's, as the NumPy
+    engine computes them. Negative biases make all-zero windows: ties routed to a masked 0."""
+    from caffevis.deconv import backward_numpy
+    from caffevis.net import Net
+
+    (tmp_path / "rp.prototxt").write_text(RELU_POOL)
+    cnet = fill_weights(load_caffe(str(tmp_path / "rp.prototxt")), seed=4, kind="he")
+    for layer in cnet.layers:
+        if layer.type == "Convolution":
+            layer.blobs[1][:] = -1.0
+    net = Net.from_onnx_model(convert(cnet)[0])
+    x = np.random.default_rng(2).normal(size=net.input_shape).astype(np.float32)
+    blobs = net.forward(x)
+    assert (blobs["pool"] == 0).any() and (blobs["pool"] > 0).any()
+    seed = np.random.default_rng(3).normal(size=blobs["cat"].shape).astype(np.float32)
+    got, diffs = net.backward(x, "cat", seed, mode=mode, engine="onnx", blob_diffs=True)
+    want, want_diffs = backward_numpy(net, x, "cat", seed, mode=mode, blob_diffs=True)
+    assert rel_err(got, want) <= 1e-5
+    for blob in ("conv", "r2", "conv2", "pool", "pool2"):
+        assert rel_err(diffs[blob], want_diffs[blob]) <= 1e-5, blob
+    assert (diffs["r2"] != diffs["conv2"]).any()  # the not-in-place ReLU's two blobs differ

@@ -23,13 +23,18 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 SHARED = os.path.join(REPO, "..", "shared")
 
 
+SETTLE_S = 0.05
+
+
 def timeit(fn, repeat=5, warmup=1):
     return timeit_pair(fn, None, repeat, warmup)[0]
 
 
 def timeit_pair(fn, peer_fn, repeat=5, warmup=1):
     """Median seconds of ``fn`` and of ``peer_fn`` (None: not run), their calls alternated so
-    that a slow spell of the host falls on both sides of the ratio."""
+    that a slow spell of the host falls on both sides of the ratio. A short pause before each
+    call lets the other side's worker threads go idle (PyTorch's OpenMP threads spin for a
+    while after a call and would otherwise share the cores with the next one)."""
     fns = [f for f in (fn, peer_fn) if f is not None]
     for f in fns:
         for _ in range(warmup):
@@ -37,6 +42,8 @@ def timeit_pair(fn, peer_fn, repeat=5, warmup=1):
     times = [[] for _ in fns]
     for _ in range(repeat):
         for f, ts in zip(fns, times):
+            if peer_fn is not None:
+                time.sleep(SETTLE_S)
             t = time.perf_counter()
             f()
             ts.append(time.perf_counter() - t)
@@ -100,7 +107,7 @@ def row(label, seconds, peer=None, peer_label="torch"):
 
 
 def bench_backward(args):
-    from caffevis.grad import SEED, build_gradient_model, channel_map_seed, unit_seed
+    from caffevis.grad import SEED, SEED_CHANNEL, build_gradient_model, channel_map_seed, seeded_channel, unit_seed
 
     net = caffenet()
     try:
@@ -130,10 +137,18 @@ def bench_backward(args):
             t, tp = timeit_pair(lambda: net.backward(x, blob, seed, engine="onnx"),
                                 (lambda: peer.input_grad(x, blob, seed)) if peer else None, args.repeat)
             row(f"gradient graph fwd+bwd from {blob}", t, tp)
-            # the floor: the convolutions alone, already near the CPU's FMA peak (ORT's NCHWc kernels)
-            model, _ = build_gradient_model(net, blob, blob_diffs=False)  # as net.backward runs it
-            kernels = kernel_ms(model, {net.input_name: x, SEED: seed}, args.repeat)
-            row("  of which convolution kernels (ORT profiler)", conv_ms(kernels) / 1000, tp)
+            # the floor: the convolutions alone, already near the CPU's FMA peak (ORT's NCHWc
+            # kernels), in the graph net.backward runs for this seed (one channel: see grad.py)
+            c = seeded_channel(seed)
+            model, _ = build_gradient_model(net, blob, blob_diffs=False, seed_channel=True)
+            feeds = {net.input_name: x, SEED: seed[:, c:c + 1], SEED_CHANNEL: np.array([c], np.int64)}
+            row("  of which convolution kernels (ORT profiler)", conv_ms(kernel_ms(model, feeds, args.repeat)) / 1000, tp)
+            # a seed in every channel takes the general graph
+            dense = np.random.default_rng(1).normal(size=seed.shape).astype(np.float32)
+            net.backward(x, blob, dense)
+            t, tp = timeit_pair(lambda: net.backward(x, blob, dense, engine="onnx"),
+                                (lambda: peer.input_grad(x, blob, dense)) if peer else None, args.repeat)
+            row("  seed in every channel (the general graph)", t, tp)
         seed = channel_map_seed(blobs["conv5"], 7)
         td = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), args.repeat)
         row("NumPy deconv from conv5 (incl. forward)", td, fwd, "ORT forward")
