@@ -85,6 +85,15 @@ def conv2d_transpose(dy, weight, stride, pad, dilation, group, out_hw):
     wq = max(-(-(w + 2 * pw) // sw), (dw * (kw - 1)) // sw + ow)
     wt = weight.astype(np.float32, copy=False).reshape(group, mg, k).transpose(0, 2, 1)  # (group, K, M/group)
     dy = dy.astype(np.float32, copy=False).reshape(n, group, mg, oh * ow)
+    # Channels of dy that are zero everywhere add nothing: the product runs over the others
+    # only (a seed in one channel, as the viewer's, then costs one filter's product).
+    used = dy.any(axis=(0, 3))  # (group, M/group)
+    if used.sum() * 2 <= used.size:
+        keep = int(used.sum(axis=1).max())
+        order = np.argsort(~used, axis=1, kind="stable")[:, :keep]  # each group's used channels first
+        wt = np.take_along_axis(wt, order[:, None, :], axis=2)
+        dy = np.take_along_axis(dy, order[None, :, :, None], axis=2)
+        mg = keep
     out = np.empty((n, c, h, w), np.float32)
     chunk = max(1, min(n, _COLUMNS // (oh * ow)))
     for start in range(0, n, chunk):

@@ -272,7 +272,8 @@ CONV_CASES = [  # (N, C, H, W, M, kernel, stride, pad, dilation, group)
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("columns", [7, 2048])  # many small chunks with a ragged last one, or one
-def test_conv_kernels_match_caffe_loops(case, columns, monkeypatch):
+@pytest.mark.parametrize("seeded", ["all", "one"])  # diff in every channel, or in the last one only
+def test_conv_kernels_match_caffe_loops(case, columns, seeded, monkeypatch):
     import caffe_loops
 
     monkeypatch.setattr(numpy_ops, "_COLUMNS", columns)
@@ -285,6 +286,8 @@ def test_conv_kernels_match_caffe_loops(case, columns, monkeypatch):
     want = caffe_loops.conv(x.astype(np.float64), weight.astype(np.float64), None, attrs)
     assert y.shape == want.shape and rel_err(y, want) <= 1e-5
     dy = rng.normal(size=y.shape).astype(np.float32)
+    if seeded == "one":
+        dy[:, :-1] = 0.0
     dx = numpy_ops.conv2d_transpose(dy, weight, stride, pad, dilation, group, (h, w))
     # Caffe's Deconvolution forward with the same blob is this transpose (cropped to its size)
     full = caffe_loops.deconv(dy.astype(np.float64), weight.astype(np.float64), None, attrs)
