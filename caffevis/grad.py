@@ -4,8 +4,9 @@ From a converted net and a start blob, :func:`build_gradient_model` writes ONE O
 made of standard operators only: it recomputes the forward pass of the layers below the
 start point and then applies each layer's vector-Jacobian product in reverse, so the
 same ORT session types (CUDA included) run it. Inputs: the net input and a seed diff at
-the start blob; outputs: the diff at the input, the diff of every blob below the seed,
-and (optionally) the parameter gradients.
+the start blob (or, for a seed in one channel, that channel's diff and its index: the
+layer producing the blob then computes that channel only); outputs: the diff at the
+input, the diff of every blob below the seed, and (optionally) the parameter gradients.
 
 Caffe semantics kept on purpose:
 
