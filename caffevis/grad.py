@@ -122,7 +122,8 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     ``seed_channel=True`` builds the graph for a seed that is zero outside one channel (the
     seeds of the viewer, the optimizer and max patches): an int64 input ``seed_channel``
     names it, the seed input holds that channel alone, and the layer producing ``blob``
-    computes only that channel (see :func:`channel_seed_supported`).
+    computes only that channel (see :func:`channel_seed_supported`); so does ``blob``'s own
+    diff output.
 
     ``blob_diffs=False`` leaves the per-blob diffs out of the outputs (only the input diff,
     and parameter gradients where asked): ORT then reuses their buffers, several times
@@ -152,8 +153,8 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     g.add_input(input_name, ["N"] + list(input_shape[1:]))
     restricted = {}
     if seed_channel:
-        if params or loss or blob_diffs:
-            raise InputError("seed_channel graphs give the input diff only (no params, loss or blob diffs)")
+        if params or loss:
+            raise InputError("seed_channel graphs take a seed diff and give diffs only (no params or loss)")
         if not channel_seed_supported(plans, blob, start):
             raise InputError(f"blob '{blob}': a one-channel seed graph needs a Convolution or InnerProduct "
                              "producing it, followed only by in-place channelwise layers")
@@ -228,6 +229,8 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
         g.op("Identity", [d], outputs=[param_grad_name(layer, i)])
         outputs.append(param_grad_name(layer, i))
     shapes = _output_shapes(plans, input_name, input_shape, target_shape, outputs)
+    if restricted:  # the seeded blob's diff holds its one channel
+        shapes[input_diff_name(blob)] = ["N"] + list(target_shape[1:])
     for name in outputs:
         g.add_output(name, shapes.get(name))
     meta = {"caffevis_gradient": f"blob={blob} mode={mode} lrn={lrn} start={start} loss={loss}"}
@@ -742,7 +745,7 @@ class GradientSession:
         result = {"input": values.pop(input_diff_name(self.net.input_name)), "blobs": {}, "params": {}}
         for name, value in values.items():
             if name.startswith("diff:"):
-                result["blobs"][name[5:]] = value
+                result["blobs"][name[5:]] = self._full_channels(name[5:], value, channel)
             elif name.startswith("grad:"):
                 layer, i = name[5:].rsplit("/param", 1)
                 result["params"].setdefault(layer, {})[int(i)] = value
@@ -750,6 +753,14 @@ class GradientSession:
                 result[name] = value
         result["params"] = {k: [v[i] for i in sorted(v)] for k, v in result["params"].items()}
         return result
+
+    def _full_channels(self, blob, diff, channel):
+        """A seed_channel graph's diff of the seeded blob (one channel) at its place among zeros."""
+        if not self.seed_channel or blob != self.blob:
+            return diff
+        full = np.zeros((diff.shape[0],) + tuple(self.net.blob_shapes[blob][1:]), diff.dtype)
+        full[:, channel] = diff[:, 0]
+        return full
 
 
 def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs, seed_channel=False):

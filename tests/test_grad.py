@@ -297,12 +297,17 @@ def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp
     for start, ok in zip(("last", "layer"), supported):
         assert channel_seed_supported(net.layers, blob, start, net.input_name) is ok
         for mode in ("backprop", "deconv", "guided"):
-            full, _ = build_gradient_model(net, blob, mode=mode, start=start, blob_diffs=False)
+            full, names = build_gradient_model(net, blob, mode=mode, start=start, blob_diffs=True)
             sess = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"])
-            want = sess.run(None, {net.input_name: x, SEED: seed})[0]
+            want = dict(zip(names, sess.run(None, {net.input_name: x, SEED: seed})))
             got = net.backward(x, blob, seed, mode=mode, start=start, engine="onnx")
-            assert np.abs(want).max() > 0 and rel_err(got, want) <= 1e-6, (mode, start)
+            assert np.abs(got).max() > 0 and rel_err(got, want[input_diff_name("data")]) <= 1e-6, (mode, start)
             assert next(reversed(net._grad_sessions))[-1] is ok  # the session used: seed_channel flag
+            # every blob's diff too (the viewer's diff panes), the seeded blob's among them
+            _, diffs = net.backward(x, blob, seed, mode=mode, start=start, engine="onnx", blob_diffs=True)
+            assert blob in diffs and set(diffs) == {n[5:] for n in names} - {"data"}
+            for b, d in diffs.items():
+                assert d.shape == want[input_diff_name(b)].shape and rel_err(d, want[input_diff_name(b)]) <= 1e-6, b
         if not ok:
             with pytest.raises(InputError, match="one-channel seed graph"):
                 build_gradient_model(net, blob, start=start, blob_diffs=False, seed_channel=True)
