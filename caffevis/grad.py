@@ -191,7 +191,9 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     else:
         raise InputError(f"unknown loss '{loss}' (supported: softmax)")
 
-    ctx = _Ctx(g, mode, lrn, params, _relus_masked_at_pools(plans, reads, writes, on_path) if mode != "deconv" else None)
+    # (deconv's ReLU rule, max(diff, 0), does not commute with the pool's scatter-add)
+    masked_at_pool = _relus_masked_at_pools(plans, reads, writes, on_path) if mode != "deconv" else None
+    ctx = _Ctx(g, mode, lrn, params, masked_at_pool)
     diffs = {target: seed}
     grads = {}
     for idx in reversed(on_path):
