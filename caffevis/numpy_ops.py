@@ -80,20 +80,26 @@ def conv2d_transpose(dy, weight, stride, pad, dilation, group, out_hw):
     _, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
     h, w = out_hw
-    c, mg, k = cg * group, m // group, cg * kh * kw
-    hq = max(-(-(h + 2 * ph) // sh), (dh * (kh - 1)) // sh + oh)  # padded rows per stride phase
-    wq = max(-(-(w + 2 * pw) // sw), (dw * (kw - 1)) // sw + ow)
-    wt = weight.astype(np.float32, copy=False).reshape(group, mg, k).transpose(0, 2, 1)  # (group, K, M/group)
-    dy = dy.astype(np.float32, copy=False).reshape(n, group, mg, oh * ow)
-    # Channels of dy that are zero everywhere add nothing: the product runs over the others
-    # only (a seed in one channel, as the viewer's, then costs one filter's product).
-    used = dy.any(axis=(0, 3))  # (group, M/group)
+    weight = weight.astype(np.float32, copy=False)
+    dy = dy.astype(np.float32, copy=False)
+    # Channels of dy that are zero everywhere add nothing: the work runs over the others only
+    # (a seed in one channel, as the viewer's, then costs one filter's work at its layer).
+    used = dy.reshape(n, group, m // group, -1).any(axis=(0, 3))  # (group, M/group)
     if used.sum() * 2 <= used.size:
         keep = int(used.sum(axis=1).max())
         order = np.argsort(~used, axis=1, kind="stable")[:, :keep]  # each group's used channels first
-        wt = np.take_along_axis(wt, order[:, None, :], axis=2)
-        dy = np.take_along_axis(dy, order[None, :, :, None], axis=2)
-        mg = keep
+        rows = (order + (m // group) * np.arange(group)[:, None]).ravel()
+        weight, dy, m = weight[rows], dy[:, rows], keep * group
+        full = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)
+        if (sh, sw) == (1, 1) and min(full) >= 0:
+            # a stride-1 transpose is the correlation with the flipped filters; with few dy
+            # channels its im2col is small, where col2im would still fill every output channel
+            return conv2d(dy, _flipped_transposed(weight, group), (1, 1), full, dilation, group)
+    c, mg, k = cg * group, m // group, cg * kh * kw
+    hq = max(-(-(h + 2 * ph) // sh), (dh * (kh - 1)) // sh + oh)  # padded rows per stride phase
+    wq = max(-(-(w + 2 * pw) // sw), (dw * (kw - 1)) // sw + ow)
+    wt = weight.reshape(group, mg, k).transpose(0, 2, 1)  # (group, K, M/group)
+    dy = dy.reshape(n, group, mg, oh * ow)
     out = np.empty((n, c, h, w), np.float32)
     chunk = max(1, min(n, _COLUMNS // (oh * ow)))
     for start in range(0, n, chunk):
@@ -111,6 +117,13 @@ def conv2d_transpose(dy, weight, stride, pad, dilation, group, out_hw):
         buf = phases.transpose(0, 3, 1, 4, 2, 5).reshape(c, hq * sh, wq * sw, nc)
         out[start:start + nc] = buf[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
     return out
+
+
+def _flipped_transposed(weight, group):
+    """(M, C/group, kh, kw) filters as the (C, M/group, kh, kw) filters of their transpose."""
+    m, cg, kh, kw = weight.shape
+    w5 = weight.reshape(group, m // group, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return np.ascontiguousarray(w5.reshape(group * cg, m // group, kh, kw))
 
 
 _COLUMNS = 8192  # output positions per BLAS product in conv2d_transpose (chunks large enough for both cores)

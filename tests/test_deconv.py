@@ -267,6 +267,8 @@ CONV_CASES = [  # (N, C, H, W, M, kernel, stride, pad, dilation, group)
     (2, 3, 25, 26, 5, (11, 11), (4, 4), (0, 0), (1, 1), 1),   # conv1-like; last rows uncovered
     (3, 6, 10, 12, 4, (3, 2), (3, 2), (2, 1), (2, 1), 2),     # stride, dilation, pads all unequal
     (1, 2, 7, 7, 2, (1, 1), (2, 2), (0, 0), (1, 1), 1),
+    (2, 4, 9, 10, 6, (3, 3), (1, 1), (0, 2), (2, 1), 2),      # stride 1, dilated, unequal pads
+    (1, 2, 6, 6, 4, (1, 1), (1, 1), (1, 1), (1, 1), 1),       # pad beyond the kernel's reach
 ]
 
 
