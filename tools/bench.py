@@ -30,11 +30,12 @@ def timeit(fn, repeat=5, warmup=1):
     return timeit_pair(fn, None, repeat, warmup)[0]
 
 
-def timeit_pair(fn, peer_fn, repeat=5, warmup=1):
+def timeit_pair(fn, peer_fn, repeat=5, warmup=1, settle=SETTLE_S):
     """Median seconds of ``fn`` and of ``peer_fn`` (None: not run), their calls alternated so
-    that a slow spell of the host falls on both sides of the ratio. A short pause before each
-    call lets the other side's worker threads go idle (PyTorch's OpenMP threads spin for a
-    while after a call and would otherwise share the cores with the next one)."""
+    that a slow spell of the host falls on both sides of the ratio. A short pause (``settle``
+    seconds) before each call lets the other side's worker threads go idle (PyTorch's OpenMP
+    threads spin for a while after a call and would otherwise share the cores with the next
+    one); caffevis' own pairs need none."""
     fns = [f for f in (fn, peer_fn) if f is not None]
     for f in fns:
         for _ in range(warmup):
@@ -42,8 +43,8 @@ def timeit_pair(fn, peer_fn, repeat=5, warmup=1):
     times = [[] for _ in fns]
     for _ in range(repeat):
         for f, ts in zip(fns, times):
-            if peer_fn is not None:
-                time.sleep(SETTLE_S)
+            if peer_fn is not None and settle:
+                time.sleep(settle)
             t = time.perf_counter()
             f()
             ts.append(time.perf_counter() - t)
@@ -149,15 +150,19 @@ def bench_backward(args):
             t, tp = timeit_pair(lambda: net.backward(x, blob, dense, engine="onnx"),
                                 (lambda: peer.input_grad(x, blob, dense)) if peer else None, args.repeat)
             row("  seed in every channel (the general graph)", t, tp)
+        # the deconv rows against the ORT forward, their calls alternated
         seed = channel_map_seed(blobs["conv5"], 7)
-        td = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), args.repeat)
-        row("NumPy deconv from conv5 (incl. forward)", td, fwd, "ORT forward")
+        forward = lambda: net.forward(x)  # noqa: E731
+        td, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), forward,
+                            args.repeat, settle=0)
+        row("NumPy deconv from conv5 (incl. forward)", td, f, "ORT forward")
         values = net.forward_all(x)
-        ta = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy", values=values),
-                    args.repeat)
-        row("NumPy deconv from conv5 (forward reused)", ta, fwd, "ORT forward")
-        t_onnx_dc = timeit(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="onnx"), args.repeat)
-        row("gradient graph deconv from conv5", t_onnx_dc, fwd, "ORT forward")
+        ta, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy", values=values),
+                            forward, args.repeat, settle=0)
+        row("NumPy deconv from conv5 (forward reused)", ta, f, "ORT forward")
+        t_onnx_dc, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="onnx"), forward,
+                                   args.repeat, settle=0)
+        row("gradient graph deconv from conv5", t_onnx_dc, f, "ORT forward")
 
 
 def bench_viewer(args):
