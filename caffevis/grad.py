@@ -158,7 +158,7 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
         if not channel_seed_supported(plans, blob, start):
             raise InputError(f"blob '{blob}': a one-channel seed graph needs a Convolution or InnerProduct "
                              "producing it, followed only by in-place channelwise layers")
-        restricted = _restrict_to_seed_channel(g, plans, blob, on_path, start_idx)
+        restricted = _restrict_to_seed_channel(g, plans, blob, start_idx)
     version_blob = {input_name: input_name}
     pnames, aux = {}, {}
     for idx in on_path:
@@ -285,7 +285,7 @@ def channel_seed_supported(plans, blob, start="last", input_name="data"):
         start_idx, _ = resolve_start(plans, input_name, blob, start)
     except InputError:
         return False
-    chain = [i for i in range(start_idx + 1) if blob in plans[i].tops]
+    chain = _seed_chain(plans, blob, start_idx)
     if not chain:
         return False
     producer = plans[chain[0]]
@@ -297,7 +297,12 @@ def channel_seed_supported(plans, blob, start="last", input_name="data"):
                for i in chain[1:])
 
 
-def _restrict_to_seed_channel(g, plans, blob, on_path, start_idx):
+def _seed_chain(plans, blob, start_idx):
+    """Indices of the layers writing ``blob`` up to the seed point: its producer, then in-place ones."""
+    return [i for i in range(start_idx + 1) if blob in plans[i].tops]
+
+
+def _restrict_to_seed_channel(g, plans, blob, start_idx):
     """The layers writing ``blob`` rewritten for one output channel, chosen at run time.
 
     The producer's weights (grouped convolution filters spread to full input width, so one
@@ -307,7 +312,7 @@ def _restrict_to_seed_channel(g, plans, blob, on_path, start_idx):
     import dataclasses
 
     channel = g.add_input(SEED_CHANNEL, [1], np.int64)
-    chain = [i for i in on_path if i <= start_idx and blob in plans[i].tops]
+    chain = _seed_chain(plans, blob, start_idx)
     producer = plans[chain[0]]
     a = producer.attrs
     weight = producer.params[0]

@@ -281,16 +281,12 @@ class Net:
 
             return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
                                   blob_diffs=blob_diffs, values=values)
+        # every seed the toolbox makes (a unit, a channel's map) lies in one channel: the layer
+        # producing the blob then computes that channel only (same result, less work)
         channel = self._seeded_channel(blob, start, diff)
-        if channel is not None:
-            # every seed the toolbox makes (a unit, a channel's map) lies in one channel: the
-            # layer producing the blob then computes that channel only (same result, less work)
-            session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, blob_diffs=blob_diffs,
-                                            seed_channel=True)
-            result = session.run(data, diff[:, channel:channel + 1], channel=channel)
-        else:
-            session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, blob_diffs=blob_diffs)
-            result = session.run(data, diff)
+        session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, blob_diffs=blob_diffs,
+                                        seed_channel=channel is not None)
+        result = session.run(data, diff if channel is None else diff[:, channel:channel + 1], channel=channel)
         if blob_diffs:
             return result["input"], result["blobs"]
         return result["input"]

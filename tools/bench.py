@@ -152,7 +152,10 @@ def bench_backward(args):
             row("  seed in every channel (the general graph)", t, tp)
         # the deconv rows against the ORT forward, their calls alternated
         seed = channel_map_seed(blobs["conv5"], 7)
-        forward = lambda: net.forward(x)  # noqa: E731
+
+        def forward():
+            net.forward(x)
+
         td, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), forward,
                             args.repeat, settle=0)
         row("NumPy deconv from conv5 (incl. forward)", td, f, "ORT forward")
