@@ -21,6 +21,7 @@ Caffe semantics kept on purpose:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
@@ -309,8 +310,6 @@ def _restrict_to_seed_channel(g, plans, blob, start_idx):
     filter is a group-1 convolution) become initializers gathered by the ``seed_channel``
     input; the layers after it see one channel. Returns idx -> (plan, param names).
     """
-    import dataclasses
-
     channel = g.add_input(SEED_CHANNEL, [1], np.int64)
     chain = _seed_chain(plans, blob, start_idx)
     producer = plans[chain[0]]
