@@ -384,7 +384,9 @@ def main(argv=None):
     try:
         torch = import_torch()
     except ImportError as e:
-        sys.exit(f"export_torchvision: needs the bench extra (pip install -e .[bench]): {e}")
+        print(f"export_torchvision: needs the bench extra (pip install -e .[bench]): {e}",
+              file=sys.stderr)
+        sys.exit(2)
     import torchvision as tv
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     os.makedirs(args.out_dir, exist_ok=True)
