@@ -113,10 +113,15 @@ def load_mean(spec):
 
 
 def _read_npy(path):
+    from .io import check_numeric
+
     try:
-        return np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy raises several types for bad files
         raise InputError(f"{path}: not a readable .npy mean ({str(err).splitlines()[0]})") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{path}: an .npz archive; expected a .npy mean")
+    return check_numeric(arr, path)
 
 
 def _read_binaryproto(path):

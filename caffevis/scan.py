@@ -98,9 +98,13 @@ def is_idx(path):
         return False
     if head[:2] == b"\x1f\x8b":
         import gzip
+        import zlib
 
-        with gzip.open(path, "rb") as f:
-            head = f.read(4)
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(4)
+        except (OSError, EOFError, zlib.error):
+            return True  # a damaged gzip: reading it as idx data says so in one line
     return len(head) == 4 and head[:2] == b"\0\0" and 1 <= head[3] <= 4
 
 
