@@ -227,8 +227,8 @@ MAX_WINDOW_PIXELS = 50_000_000
 #: Times are bounded so that no thread sleeps past a heartbeat and no heartbeat expires
 #: between two frames; sizes so that what the viewer draws fits in memory.
 QUANTITIES = {
-    "seconds": (0.0, 10.0, "seconds"),
-    "timeout": (1.0, 3600.0, "seconds"),
+    "seconds": (0.0, 1.0, "seconds"),
+    "timeout": (5.0, 3600.0, "seconds"),
     "milliseconds": (1, 10000, "ms"),
     "passes": (0, 1000, "main-loop passes"),
     "pixels": (0, 1000, "pixels"),
@@ -236,7 +236,7 @@ QUANTITIES = {
     "side": (1, MAX_WINDOW_SIDE, "pixels"),
     "thickness": (1, 100, "pixels"),
     "font_scale": (0.05, 20.0, "times the font's height"),
-    "window_scale": (0.1, 10.0, "times the layout"),
+    "window_scale": (0.1, 5.0, "times the layout"),
     "value_scale": (1e-6, 1e6, "times the pixel values"),
     "aspect_ratio": (0.01, 100.0, "width / height"),
     "blur": (0.0, 100.0, "pixels"),
@@ -528,11 +528,13 @@ def _read_yaml(path):
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
         raise SettingsError(f"{path}: cannot read settings file ({err})") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters: a NUL is a ReaderError (a YAMLError)
         node = loader.get_single_node()
         if node is None:
             return OrderedDict(), {}
+        _check_depth(node, path)
         if not isinstance(node, yaml.MappingNode):
             raise SettingsError(f"{path}:{node.start_mark.line + 1}: a settings file must be a mapping of key: value")
         values, lines = OrderedDict(), {}
@@ -556,12 +558,58 @@ def _read_yaml(path):
                                 f"(settings files hold data only, never code)") from None
         raise SettingsError(f"{where}: invalid YAML ({problem})") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SettingsError(f"{where}: YAML syntax error ({problem})") from None
+        raise SettingsError(_yaml_error(err, path)) from None
+    except RecursionError:
+        raise SettingsError(f"{path}: values nested too deep (at most {MAX_NESTING} levels)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _yaml_error(err, where):
+    """One line for a YAML syntax error (a ReaderError has a position, not a mark)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:
+        where = f"{where}:{mark.line + 1}"
+    problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
+    problem = "".join(c if c.isprintable() else "?" for c in str(problem))
+    return f"{where}: YAML syntax error ({problem})"
+
+
+def _check_depth(root, where):
+    """SettingsError when YAML nodes nest deeper than :data:`MAX_NESTING` (iterative walk)."""
+    todo = [(root, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_NESTING:
+            raise SettingsError(f"{where}:{node.start_mark.line + 1}: values nested more than {MAX_NESTING} "
+                                f"levels deep")
+        if isinstance(node, yaml.SequenceNode):
+            todo += [(n, depth + 1) for n in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            todo += [(n, depth + 1) for pair in node.value for n in pair]
+
+
+def parse_value(text: str, where: str):
+    """A settings value given as YAML text (a CLI ``--set KEY=VALUE``), with the file rules:
+    data only, no tags, bounded nesting; SettingsError naming ``where`` otherwise."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_depth(node, where)
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError:
+        raise SettingsError(f"{where}: only plain YAML values are allowed (no tags)") from None
+    except yaml.YAMLError as err:
+        raise SettingsError(_yaml_error(err, where)) from None
+    except RecursionError:
+        raise SettingsError(f"{where}: value nested too deep (at most {MAX_NESTING} levels)") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 # -- the Settings object ------------------------------------------------------------------
@@ -696,6 +744,10 @@ class Settings:
             if name and name not in blobs:
                 raise SettingsError(f"{self.where(key)}: {key}: '{name}' is not a blob of this net "
                                     f"(blobs: {', '.join(net.blob_names)})")
+        if not self.visible_layers(net.blob_names):
+            raise SettingsError(f"{self.where('caffevis_filter_layers_regex')}: caffevis_filter_layers_regex: "
+                                f"'{self.caffevis_filter_layers_regex}' hides every layer; expected one that "
+                                f"leaves at least one of {', '.join(net.blob_names[1:])}")
         channels = net.input_shape[1] if len(net.input_shape) == 4 else None
         hw = self.caffevis_data_hw
         if hw and len(net.input_shape) == 4 and tuple(net.input_shape[2:]) != tuple(hw) \

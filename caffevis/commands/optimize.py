@@ -98,10 +98,10 @@ def parse_lr_params(text):
 
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):  # the last two: nesting too deep
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = None
     if not isinstance(value, dict):
         raise SettingsError(f"--lr-params: expected a mapping such as '{{\"lr\": 100}}', got '{text}'")
