@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from .errors import InputError
+from .limits import MAX_IMAGE_PIXELS
 
 _MEAN_HINT = "null, a number, a per-channel list, or a .npy/.binaryproto mean image"
 
@@ -39,7 +40,14 @@ def read_image(path: str) -> np.ndarray:
         raise InputError(f"{path}: image file not found")
     # imdecode from bytes: cv2.imread cannot open non-ASCII paths on every platform
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as err:  # OpenCV's pixel limit, checked on the header before decoding
+        if "MAX_IMAGE_PIXELS" in str(err):
+            limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS)
+            raise InputError(f"{path}: image declares more than {limit} pixels (the limit: "
+                             f"OPENCV_IO_MAX_IMAGE_PIXELS); not decoded") from None
+        raise InputError(f"{path}: not a readable image (OpenCV could not decode it)") from None
     if image is None:
         raise InputError(f"{path}: not a readable image (OpenCV could not decode it)")
     return image[:, :, ::-1].astype(np.float32)
