@@ -31,12 +31,19 @@ def short_repr(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-_SKIPPED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+#: What holds no brackets that nest: strings and comments of a prototxt (protobuf text
+#: format, both quotes escape with a backslash) and of YAML ('' escapes in single quotes).
+PROTOTXT_SKIPPED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+YAML_SKIPPED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|(?:^|(?<=\s))#[^\n]*', re.M)
 
 
-def brace_depth(text: str, opening: str = "{[<", closing: str = "}]>") -> int:
-    """Deepest nesting of brackets in ``text`` (quoted strings and # comments skipped)."""
-    body = _SKIPPED.sub("", text)
+def brace_depth(text: str, opening: str = "{<", closing: str = "}>", skipped=PROTOTXT_SKIPPED) -> int:
+    """Deepest nesting of brackets in ``text``, strings and comments (``skipped``) left out.
+
+    Counted before parsing: Python's parsers recurse per level (protobuf's text format) or
+    slow down with depth (YAML flow collections: 10,000 levels take seconds).
+    """
+    body = skipped.sub("", text)
     depth = deepest = 0
     for c in body:
         if c in opening:
@@ -53,13 +60,14 @@ def element_count(dims, what: str) -> int:
     Raises ValueError with a message that starts with ``what`` when a dimension is negative
     or the count exceeds :data:`MAX_ELEMENTS`.
     """
-    count = 1
+    count = nominal = 1
     for d in dims:
         d = int(d)
         if d < 0:
             raise ValueError(f"{what}: dimension {d} is negative (shape {list(dims)})")
         count *= d
-    if count > MAX_ELEMENTS:
-        raise ValueError(f"{what}: shape {list(dims)} declares {count} elements; at most {MAX_ELEMENTS} "
-                         f"are accepted")
+        nominal *= max(d, 1)  # NumPy refuses such shapes even when a 0 makes them empty
+    if nominal > MAX_ELEMENTS:
+        size = f"declares {count} elements" if count else "has dimensions whose product (0 aside) is too large"
+        raise ValueError(f"{what}: shape {list(dims)} {size}; at most {MAX_ELEMENTS} elements are accepted")
     return count

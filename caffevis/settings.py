@@ -37,7 +37,7 @@ from collections import OrderedDict
 import yaml
 
 from .errors import SettingsError
-from .limits import MAX_NESTING, short_repr
+from .limits import MAX_NESTING, YAML_SKIPPED, brace_depth, short_repr
 
 from .paths import REPO_ROOT  # noqa: E402
 
@@ -528,6 +528,7 @@ def _read_yaml(path):
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
         raise SettingsError(f"{path}: cannot read settings file ({err})") from None
+    _check_flow_depth(text, path)
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # checks the characters: a NUL is a ReaderError (a YAMLError)
@@ -576,6 +577,13 @@ def _yaml_error(err, where):
     return f"{where}: YAML syntax error ({problem})"
 
 
+def _check_flow_depth(text, where):
+    """SettingsError when [ ] / { } nest deeper than :data:`MAX_NESTING` (before parsing)."""
+    depth = brace_depth(text, "[{", "]}", YAML_SKIPPED)
+    if depth > MAX_NESTING:
+        raise SettingsError(f"{where}: values nested {depth} levels deep; at most {MAX_NESTING} are accepted")
+
+
 def _check_depth(root, where):
     """SettingsError when YAML nodes nest deeper than :data:`MAX_NESTING` (iterative walk)."""
     todo = [(root, 1)]
@@ -593,6 +601,7 @@ def _check_depth(root, where):
 def parse_value(text: str, where: str):
     """A settings value given as YAML text (a CLI ``--set KEY=VALUE``), with the file rules:
     data only, no tags, bounded nesting; SettingsError naming ``where`` otherwise."""
+    _check_flow_depth(text, where)
     loader = None
     try:
         loader = yaml.SafeLoader(text)
