@@ -53,6 +53,19 @@ def read_image(path: str) -> np.ndarray:
     return image[:, :, ::-1].astype(np.float32)
 
 
+def read_bgr_or_none(path: str):
+    """An image file as OpenCV reads it (BGR uint8), or None when it is missing, unreadable
+    or over the pixel limit (for optional files such as the viewer's per-unit jpgs)."""
+    import cv2
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        return cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error:  # over OPENCV_IO_MAX_IMAGE_PIXELS
+        return None
+
+
 def write_image(path: str, rgb: np.ndarray) -> None:
     """Write an RGB image (uint8, or float in 0-255, clipped) to a file (format from the name)."""
     import cv2

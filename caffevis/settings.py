@@ -242,7 +242,7 @@ QUANTITIES = {
     "blur": (0.0, 100.0, "pixels"),
     "gamma": (0.01, 100.0, "exponent"),
     "mean": (-1e6, 1e6, "per pixel value"),
-    "device": (0, 1000, "camera index"),
+    "device": (-1, 1000, "camera index"),
     "bytes": (10 * 1024 ** 2, 2 ** 40, "bytes"),
     "choice_index": (0, 1000, "index"),
 }
