@@ -27,6 +27,7 @@ it says how to fetch them (``caffevis_fetch_hint``).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import numbers
@@ -528,14 +529,9 @@ def _read_yaml(path):
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
         raise SettingsError(f"{path}: cannot read settings file ({err})") from None
-    _check_flow_depth(text, path)
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)  # checks the characters: a NUL is a ReaderError (a YAMLError)
-        node = loader.get_single_node()
+    with _yaml_document(text, path) as (loader, node):
         if node is None:
             return OrderedDict(), {}
-        _check_depth(node, path)
         if not isinstance(node, yaml.MappingNode):
             raise SettingsError(f"{path}:{node.start_mark.line + 1}: a settings file must be a mapping of key: value")
         values, lines = OrderedDict(), {}
@@ -549,32 +545,48 @@ def _read_yaml(path):
             values[key] = loader.construct_object(value_node, deep=True)
             lines[key] = line
         return values, lines
+
+
+def parse_value(text: str, where: str):
+    """A settings value given as YAML text (a CLI ``--set KEY=VALUE``), under the rules of
+    settings files; SettingsError naming ``where`` otherwise."""
+    with _yaml_document(text, where) as (loader, node):
+        return None if node is None else loader.construct_object(node, deep=True)
+
+
+@contextlib.contextmanager
+def _yaml_document(text, where):
+    """(loader, root node or None) of one YAML document under the settings rules: data only
+    (a tag is refused), nesting at most :data:`MAX_NESTING` deep; every problem, in the
+    body too, is a one-line SettingsError naming ``where`` (and the line)."""
+    _check_flow_depth(text, where)
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters: a NUL is a ReaderError (a YAMLError)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_depth(node, where)
+        yield loader, node
     except yaml.constructor.ConstructorError as err:
         mark = err.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else path
+        at = f"{where}:{mark.line + 1}" if mark else where
         problem = (err.problem or "").split(" for the tag")[0].strip()
         tag = re.search(r"tag '([^']*)'", str(err))
         if tag:
-            raise SettingsError(f"{where}: YAML tag '{tag.group(1)}' is not allowed "
+            raise SettingsError(f"{at}: YAML tag '{tag.group(1)}' is not allowed "
                                 f"(settings files hold data only, never code)") from None
-        raise SettingsError(f"{where}: invalid YAML ({problem})") from None
+        raise SettingsError(f"{at}: invalid YAML ({problem})") from None
     except yaml.YAMLError as err:
-        raise SettingsError(_yaml_error(err, path)) from None
+        mark = getattr(err, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
+        problem = "".join(c if c.isprintable() else "?" for c in str(problem))
+        raise SettingsError(f"{at}: YAML syntax error ({problem})") from None
     except RecursionError:
-        raise SettingsError(f"{path}: values nested too deep (at most {MAX_NESTING} levels)") from None
+        raise SettingsError(f"{where}: values nested too deep (at most {MAX_NESTING} levels)") from None
     finally:
         if loader is not None:
             loader.dispose()
-
-
-def _yaml_error(err, where):
-    """One line for a YAML syntax error (a ReaderError has a position, not a mark)."""
-    mark = getattr(err, "problem_mark", None)
-    if mark is not None:
-        where = f"{where}:{mark.line + 1}"
-    problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
-    problem = "".join(c if c.isprintable() else "?" for c in str(problem))
-    return f"{where}: YAML syntax error ({problem})"
 
 
 def _check_flow_depth(text, where):
@@ -596,29 +608,6 @@ def _check_depth(root, where):
             todo += [(n, depth + 1) for n in node.value]
         elif isinstance(node, yaml.MappingNode):
             todo += [(n, depth + 1) for pair in node.value for n in pair]
-
-
-def parse_value(text: str, where: str):
-    """A settings value given as YAML text (a CLI ``--set KEY=VALUE``), with the file rules:
-    data only, no tags, bounded nesting; SettingsError naming ``where`` otherwise."""
-    _check_flow_depth(text, where)
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_depth(node, where)
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError:
-        raise SettingsError(f"{where}: only plain YAML values are allowed (no tags)") from None
-    except yaml.YAMLError as err:
-        raise SettingsError(_yaml_error(err, where)) from None
-    except RecursionError:
-        raise SettingsError(f"{where}: value nested too deep (at most {MAX_NESTING} levels)") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
 
 
 # -- the Settings object ------------------------------------------------------------------
