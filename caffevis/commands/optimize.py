@@ -144,7 +144,7 @@ def parse_units(text, n_channels):
         try:
             if "-" in part:
                 a, b = (int(v) for v in part.split("-", 1))
-                if not 0 <= a <= b < n_channels:  # checked before the list is built: '0-9999999999'
+                if a <= b and not 0 <= a <= b < n_channels:  # checked before the list is built: '0-9999999999'
                     raise InputError(f"--units: {part} is not a range within the layer's {n_channels} channels")
                 units += list(range(a, b + 1))
             else:
