@@ -303,7 +303,7 @@ def test_a_dying_compute_thread_ends_the_run(lenet_net, message, kind):
     start = time.time()
     with pytest.raises(InputError, match=f"caffevis-compute thread stopped: {kind.__name__}"):
         viewer.run_headless("w", frames=2)
-    assert time.time() - start < 10
+    assert time.time() - start < 30  # ended, not waited out (wait_idle gives up only after 300 s)
 
 
 @FUZZ
