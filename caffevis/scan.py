@@ -98,9 +98,13 @@ def is_idx(path):
         return False
     if head[:2] == b"\x1f\x8b":
         import gzip
+        import zlib
 
-        with gzip.open(path, "rb") as f:
-            head = f.read(4)
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(4)
+        except (OSError, EOFError, zlib.error):
+            return True  # a damaged gzip: reading it as idx data says so in one line
     return len(head) == 4 and head[:2] == b"\0\0" and 1 <= head[3] <= 4
 
 
@@ -340,12 +344,36 @@ class ChannelMaxima:
         return out
 
 
-def load_inputs(source, prepare, indices) -> np.ndarray:
-    """Net inputs (B, C, H, W) of images ``indices`` (vectorized where the source allows)."""
+def load_inputs(source, prepare, indices, warn=None):
+    """Net inputs of images ``indices`` (vectorized where the source allows).
+
+    An image that cannot be read or prepared (an undecodable or oversized file) is left out
+    with one call of ``warn(message)``: one bad file must not stop a scan.
+
+    Returns
+    -------
+    x : ndarray (B', C, H, W)
+        The inputs of the images that could be read (B' may be 0).
+    kept : ndarray of int64 (B',)
+        Their indices.
+    skipped : list of int
+        The indices left out.
+    """
+    indices = np.asarray(list(indices), np.int64)
     many = getattr(prepare, "many", None)
     if many is not None and hasattr(source, "load_many"):
-        return many(source.load_many(np.asarray(list(indices), np.int64)))
-    return np.stack([prepare(source.load(i)) for i in indices])
+        return many(source.load_many(indices)), indices, []
+    arrays, kept, skipped = [], [], []
+    for i in indices:
+        try:
+            arrays.append(prepare(source.load(int(i))))
+            kept.append(i)
+        except InputError as err:
+            skipped.append(int(i))
+            if warn is not None:
+                warn(f"{err}; skipped")
+    x = np.stack(arrays) if arrays else None
+    return x, np.asarray(kept, np.int64), skipped
 
 
 # -- one process -------------------------------------------------------------------------
@@ -446,8 +474,11 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     total = sum(min(bs, len(source) - k * bs) for k in mine)
     done = total - sum(min(bs, len(source) - k * bs) for k in mine if not result.batches_done[k])
 
+    def warn(message):
+        tqdm.write(f"caffevis: warning: {message}", file=sys.stderr)
+
     def load_batch(k):
-        return load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))))
+        return load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))), warn)
 
     maxima = maxima or ChannelMaxima(net, job.blobs)
 
@@ -455,17 +486,19 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     #            amortize its fixed cost (up to 512 images or 64 MB of maps)
 
     def fold_in():
-        for blob, lm in result.tracker.layers.items():
-            lm.update_batches([(s[blob][0], s[blob][1], np.arange(j * bs, j * bs + c), s[blob][2])
-                               for j, s, c in held])
-        for j, _, _ in held:
+        ran = [(s, kept) for _, s, kept, _ in held if s is not None]
+        if ran:
+            for blob, lm in result.tracker.layers.items():
+                lm.update_batches([(s[blob][0], s[blob][1], kept, s[blob][2]) for s, kept in ran])
+        for j, _, _, skipped in held:
             result.batches_done[j] = True
+            result.skipped += skipped
         held.clear()
 
-    def track(k, summary, count, flush):
-        held.append((k, summary, count))
-        size = sum(m.nbytes for _, s, _ in held for _, _, m in s.values() if m is not None)
-        if flush or sum(c for _, _, c in held) >= 512 or size >= 64 << 20:
+    def track(k, summary, kept, skipped, flush):
+        held.append((k, summary, kept, skipped))
+        size = sum(m.nbytes for _, s, _, _ in held if s is not None for _, _, m in s.values() if m is not None)
+        if flush or sum(len(kept) for _, _, kept, _ in held) >= 512 or size >= 64 << 20:
             fold_in()
 
     since = 0
@@ -482,17 +515,17 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
         try:
             while queue:
                 k, fut = queue.popleft()
-                x = fut.result()
+                x, kept, skipped = fut.result()
                 nxt = next(todo, None)
                 if nxt is not None:
                     queue.append((nxt, pool.submit(load_batch, nxt)))
-                summary = maxima(net.check_input(x))
+                summary = maxima(net.check_input(x)) if x is not None else None  # None: every image skipped
                 if last is not None:
                     last.result()  # updates stay in order, one at a time
                 since += 1
                 save_now = bool(output and checkpoint_every and since >= checkpoint_every and queue)
-                last = tracking.submit(track, k, summary, len(x), save_now or not queue)
-                bar.update(len(x))
+                last = tracking.submit(track, k, summary, kept, skipped, save_now or not queue)
+                bar.update(len(kept) + len(skipped))
                 if save_now:
                     last.result()
                     save_maxes(result, output)
@@ -528,7 +561,8 @@ def benchmark(job: ScanJob, net, batches=10, workers=2, repeats=5) -> dict:
     prepare = make_preparer(job, net)
     bs = job.batch_size
     count = min(batches, batch_grid(len(source), bs))
-    xs = [load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source)))) for k in range(count)]
+    xs = [load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))))[0] for k in range(count)]
+    xs = [x for x in xs if x is not None]
     images = sum(len(x) for x in xs)
     maxima = ChannelMaxima(net, job.blobs)
     net.forward(xs[0], blobs=job.blobs)  # warm-up

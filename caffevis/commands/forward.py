@@ -1,5 +1,5 @@
 """caffevis forward MODEL --input data.npy -o blobs.npz"""
-from ..io import load_npy, output_path
+from ..io import load_npy, output_path, save_npz
 
 
 def add_model_args(p):
@@ -16,12 +16,10 @@ def register(sub):
 
 
 def run(args):
-    import numpy as np
-
     from ..net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
     blobs = net.forward(load_npy(args.input))
     out = output_path(args.output, ".npz")
-    np.savez(out, **blobs)
+    save_npz(out, blobs)
     print(f"wrote {len(blobs)} blobs to {out}")

@@ -98,10 +98,10 @@ def parse_lr_params(text):
 
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):  # the last two: nesting too deep
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = None
     if not isinstance(value, dict):
         raise SettingsError(f"--lr-params: expected a mapping such as '{{\"lr\": 100}}', got '{text}'")
@@ -144,6 +144,8 @@ def parse_units(text, n_channels):
         try:
             if "-" in part:
                 a, b = (int(v) for v in part.split("-", 1))
+                if a <= b and not 0 <= a <= b < n_channels:  # checked before the list is built: '0-9999999999'
+                    raise InputError(f"--units: {part} is not a range within the layer's {n_channels} channels")
                 units += list(range(a, b + 1))
             else:
                 units.append(int(part))
