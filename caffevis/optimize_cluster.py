@@ -42,7 +42,7 @@ def run_batch(model: str, params_list, space: InputSpace, force_cpu=False, threa
 def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, scheduler,
                         output_prefix=DEFAULT_PREFIX, output_template=DEFAULT_TEMPLATE, batch_size=8,
                         brave=False, skipbig=False, progress=True, extra=None, on_result=None, on_error=None,
-                        force_cpu=False, task=run_batch):
+                        force_cpu=False, ort_threads=None, task=run_batch):
     """Optimize and save many runs of one blob on a Dask cluster; resumable.
 
     Parameters
@@ -58,6 +58,9 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
         Called after each run is saved.
     on_error : callable(params, exception), optional
         Called for each run that raised on its own (the others go on).
+    ort_threads : int, optional
+        ONNX Runtime threads per task (default: the cluster's share, see
+        :func:`caffevis.cluster.dask_client`).
     task : callable
         What workers run per batch (default :func:`run_batch`; same signature).
 
@@ -86,9 +89,11 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
     bar = tqdm(total=len(todo), unit="unit", disable=not progress, file=sys.stderr,
                desc=f"optimize {layer} ({scheduler})")
     try:
-        with dask_client(scheduler) as (client, ort_threads):
+        with dask_client(scheduler) as (client, share):
+            threads = share if ort_threads is None else ort_threads
+
             def submit(batch):
-                return client.submit(task, model, batch, space, force_cpu, ort_threads, pure=False)
+                return client.submit(task, model, batch, space, force_cpu, threads, pure=False)
 
             futures = {submit(todo[s:s + batch_size]): todo[s:s + batch_size] for s in range(0, len(todo), batch_size)}
             pending = as_completed(list(futures))

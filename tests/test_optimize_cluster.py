@@ -78,6 +78,16 @@ def test_units_parsing():
             parse_units(bad, 10)
 
 
+def test_scheduler_values():
+    from caffevis.cluster import parse_scheduler
+
+    assert parse_scheduler("local:2") == ("local", 2)
+    assert parse_scheduler(" tcp://10.0.0.5:8786 ") == ("address", "tcp://10.0.0.5:8786")
+    for bad in ("local:0", "local:", "local:-1", "2", "10.0.0.5:8786", "http://h:1", "tcp://"):
+        with pytest.raises(InputError, match="--scheduler"):
+            parse_scheduler(bad)
+
+
 def test_cli_units_errors_are_one_line(tmp_path, capsys):
     prefix = str(tmp_path / "o" / "opt")
     assert run_cli(*cli_args(prefix, "--units", "0-9999999999")) == 2  # the last --units counts
