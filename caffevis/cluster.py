@@ -72,6 +72,13 @@ def dask_client(scheduler, wait=True):
             cluster.close()
 
 
+def model_for_workers(settings) -> str:
+    """The settings' model as one absolute ``MODEL.onnx`` or ``DEPLOY.prototxt:WEIGHTS.caffemodel``
+    (workers open it under this path)."""
+    _, paths = settings.model_spec()
+    return ":".join(os.path.abspath(p) for p in paths)
+
+
 def worker_count(client) -> int:
     """Workers connected now (at least 1)."""
     return max(1, len(client.scheduler_info()["workers"]))

@@ -69,7 +69,6 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
     list of (params, prefix, status) with status 'done', 'skipped' or 'failed' (prefix None
     for failed runs whose file names depend on results).
     """
-    from dask.distributed import as_completed
     from tqdm import tqdm
 
     from .cluster import dask_client, parse_scheduler
@@ -85,41 +84,25 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
             if prefix:
                 remove_stale_temporaries(prefix + name)
     extra = dict(extra or {})
-    layer = todo[0].push_layer
     bar = tqdm(total=len(todo), unit="unit", disable=not progress, file=sys.stderr,
-               desc=f"optimize {layer} ({scheduler})")
+               desc=f"optimize {todo[0].push_layer} ({scheduler})")
     try:
         with dask_client(scheduler) as (client, share):
-            threads = share if ort_threads is None else ort_threads
-
-            def submit(batch):
-                return client.submit(task, model, batch, space, force_cpu, threads, pure=False)
-
-            futures = {submit(todo[s:s + batch_size]): todo[s:s + batch_size] for s in range(0, len(todo), batch_size)}
-            pending = as_completed(list(futures))
-            for fut in pending:
-                batch = futures.pop(fut)
-                error = fut.exception()
-                if error is not None and len(batch) > 1:  # find the unit it belongs to
-                    for p in batch:
-                        single = submit([p])
-                        futures[single] = [p]
-                        pending.add(single)
-                elif error is not None:
+            batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+            for batch, results, provider, error in stream_batches(
+                    client, model, batches, space, force_cpu, share if ort_threads is None else ort_threads, task):
+                if error is not None:
                     report.append((batch[0], None, "failed"))
                     if on_error is not None:
                         on_error(batch[0], error)
-                    bar.update(1)
                 else:
-                    results, provider = fut.result()
                     for p, r in zip(batch, results):
                         prefix = save_run(r, space, output_prefix, output_template, brave, skipbig,
                                           dict(extra, provider=provider))
                         report.append((p, prefix, "done"))
                         if on_result is not None:
                             on_result(r, prefix)
-                    bar.update(len(batch))
-                fut.release()
+                bar.update(len(batch))
     except KeyboardInterrupt:
         bar.close()
         done = sum(1 for r in report if r[2] == "done")
@@ -128,3 +111,33 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
         raise
     bar.close()
     return report
+
+
+def stream_batches(client, model, batches, space, force_cpu=False, threads=0, task=run_batch):
+    """Run ``batches`` (lists of params of one blob) on ``client``; yield them as they finish.
+
+    Yields ``(batch, results, provider, None)`` for a batch that ran, and ``(batch, None, None,
+    exception)`` for a single run that raised: a failing batch of several runs is split and its
+    runs resubmitted one per task, so every error names its own run and the others go on.
+    """
+    from dask.distributed import as_completed
+
+    def submit(batch):
+        return client.submit(task, model, batch, space, force_cpu, threads, pure=False)
+
+    futures = {submit(b): b for b in batches if b}
+    pending = as_completed(list(futures))
+    for fut in pending:
+        batch = futures.pop(fut)
+        error = fut.exception()
+        if error is not None and len(batch) > 1:
+            for p in batch:
+                single = submit([p])
+                futures[single] = [p]
+                pending.add(single)
+        elif error is not None:
+            yield batch, None, None, error
+        else:
+            results, provider = fut.result()
+            yield batch, results, provider, None
+        fut.release()

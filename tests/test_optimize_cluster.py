@@ -214,3 +214,20 @@ def test_lost_worker_is_replaced_and_its_batch_rerun(tmp_path):
     assert killed
     assert sorted(p.push_channel for p, _, s in report if s == "done") == list(range(6))
     assert len(traces_done(tmp_path)) == 6
+
+
+def test_make_unit_vis_regularized_on_dask_writes_the_same_tree(tmp_path):
+    """make-unit-vis --regularized --scheduler: the viewer's regularized_opt tree, the same bytes."""
+    def make(name, *extra):
+        out = tmp_path / name
+        assert run_cli("make-unit-vis", "-o", str(out), "--regularized", "--settings", LENET, "--layers", "ip2",
+                       "--idx-end", "3", "--opt-max-iter", "6", "--opt-seeds", "2", *extra) == 0
+        return out / "regularized_opt" / "ip2"
+
+    here, there = make("here"), make("dask", "--scheduler", "local:2")
+    names = sorted(os.listdir(here))
+    assert names == sorted(os.listdir(there))
+    assert {"ip2_0000_montage.jpg", "ip2_0002_info.json", "whole_layer.jpg"} <= set(names)
+    assert "ip2_0003_montage.jpg" not in names
+    for name in names:
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name

@@ -240,14 +240,14 @@ def bench_optimize_dask(args):
 
     from dask.distributed import LocalCluster
 
+    from caffevis.cluster import model_for_workers
     from caffevis.net import Net
     from caffevis.optimize import InputSpace, optimize_units, preset_params
     from caffevis.optimize_cluster import optimize_units_dask
     from caffevis.settings import load_settings
 
     settings = load_settings(os.path.join(REPO, "settings", "squeezenet.yaml"))
-    _, paths = settings.model_spec()
-    model = ":".join(os.path.abspath(p) for p in paths)
+    model = model_for_workers(settings)
     net = Net.load(model, force_cpu=True, threads=1)
     layer, n, iters, bs = "conv10", args.dask_units, args.opt_iters, args.dask_batch
     space = InputSpace.from_settings(settings, net)

@@ -67,6 +67,7 @@ def _mean_override(text):
 
 def build_job(args):
     """The :class:`~caffevis.scan.ScanJob` and the opened net for parsed arguments."""
+    from ..cluster import model_for_workers
     from ..errors import InputError
     from ..scan import ScanJob, preprocess_from_settings, source_spec
     from ..settings import load_settings, model_overrides
@@ -81,8 +82,7 @@ def build_job(args):
     overrides["caffevis_data_mean"] = _mean_override(args.mean)
     overrides["caffevis_input_scale"] = args.input_scale
     settings = load_settings(args.settings, overrides)
-    kind, paths = settings.model_spec()
-    model = os.path.abspath(paths[0]) if kind == "onnx" else ":".join(os.path.abspath(p) for p in paths)
+    model = model_for_workers(settings)
     net = settings.open_net(force_cpu=True if args.cpu else None)
     if args.layers:
         blobs = [b.strip() for item in args.layers for b in item.split(",") if b.strip()]

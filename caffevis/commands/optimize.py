@@ -278,12 +278,11 @@ def run(args):
 
 def _run_on_cluster(args, settings, net, params, space, blob_shape, extra, said):
     """--units with --scheduler: the batches on Dask; exit 1 if some unit failed."""
-    from ..cluster import parse_scheduler
+    from ..cluster import model_for_workers, parse_scheduler
     from ..optimize_cluster import optimize_units_dask
 
     parse_scheduler(args.scheduler)
-    _, paths = settings.model_spec()
-    model = ":".join(os.path.abspath(p) for p in paths)
+    model = model_for_workers(settings)
 
     def failed(params, error):
         print(f"caffevis optimize: {params.push_layer} unit {params.push_channel} (rand_seed {params.rand_seed}) "
