@@ -188,8 +188,6 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
     -------
     dict with ``done``, ``skipped``, ``failed`` (unit lists), ``montages`` (paths) and ``whole_layer``.
     """
-    from tqdm import tqdm
-
     presets = tuple(presets)
     if not 1 <= len(presets) <= 4 or any(p not in (1, 2, 3, 4) for p in presets):
         raise SettingsError(f"presets: expected up to four of 1, 2, 3, 4; got {list(presets)}")
@@ -210,12 +208,7 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
     todo = [u for u in units if u not in skipped]
     os.makedirs(layer_dir(outdir, layer), exist_ok=True)
     per_unit = len(presets) * seeds
-    units_per_batch = max(1, batch_size // per_unit)
-    batches_of = {}  # units of one chunk -> their runs cut into batches
-    for start in range(0, len(todo), units_per_batch):
-        chunk = tuple(todo[start:start + units_per_batch])
-        jobs = [j for u in chunk for j in jobs_of[u]]
-        batches_of[chunk] = [jobs[s:s + batch_size] for s in range(0, len(jobs), max(batch_size, 1))]
+    batches_of = _plan_batches(todo, jobs_of, per_unit, batch_size)
     write = functools.partial(_write_unit, outdir, layer, presets=presets, seeds=seeds, grid=grid,
                               cell_shape=cell_shape, space=space)
     failed = []
@@ -233,6 +226,17 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
     return {"done": done, "skipped": skipped, "failed": failed,
             "montages": [montage_path(outdir, layer, u) for u in units],
             "whole_layer": whole, "grid": grid, "presets": list(presets)}
+
+
+def _plan_batches(todo, jobs_of, per_unit, batch_size):
+    """{units of one chunk: their runs cut into batches}; a unit's runs share a batch when they fit."""
+    units_per_batch = max(1, batch_size // per_unit)
+    batches_of = {}
+    for start in range(0, len(todo), units_per_batch):
+        chunk = tuple(todo[start:start + units_per_batch])
+        jobs = [j for u in chunk for j in jobs_of[u]]
+        batches_of[chunk] = [jobs[s:s + batch_size] for s in range(0, len(jobs), max(batch_size, 1))]
+    return batches_of
 
 
 def _run_here(net, objective, space, per_unit, batches_of, write, progress, layer):
