@@ -34,6 +34,18 @@ def atomic_path(path: str):
             os.remove(tmp)
 
 
+def remove_stale_temporaries(path: str):
+    """Delete the ``<path>.tmpPID`` files of :func:`atomic_path` left by a killed process."""
+    import glob
+
+    for tmp in glob.glob(glob.escape(path) + ".tmp*"):
+        if tmp[len(path) + 4:].isdigit():
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+
 def save_onnx(model, path: str) -> str:
     """``onnx.save`` through :func:`atomic_path`."""
     import onnx

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .errors import InputError
+from .io import remove_stale_temporaries
 from .maxes import MaxesResult, MaxTracker, load_maxes, merge_results, parse_shard, save_maxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -401,22 +402,10 @@ def new_result(job: ScanJob, source, net) -> MaxesResult:
                        np.zeros(batch_grid(len(source), job.batch_size), bool), job.config())
 
 
-def _remove_stale_temporaries(output):
-    """Delete ``<output>.tmpPID`` files left by a killed run (one run per output at a time)."""
-    import glob
-
-    for path in glob.glob(glob.escape(output) + ".tmp*"):
-        if path[len(output) + 4:].isdigit():
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-
-
 def resume_or_new(job: ScanJob, source, net, output, overwrite=False):
     """The checkpoint at ``output`` when it belongs to this job, else a fresh result."""
     if output:
-        _remove_stale_temporaries(output)
+        remove_stale_temporaries(output)
     if output and os.path.exists(output) and not overwrite:
         old = load_maxes(output)
         if old.config != job.config():
@@ -601,43 +590,35 @@ def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, fo
                     force_cpu=force_cpu)
 
 
-def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, checkpoint_every=20,
+def run_dask(job: ScanJob, output, shards=None, scheduler="local:2", checkpoint_every=20,
              decode_workers=2, progress=True, force_cpu=False, keep_shards=False, overwrite=False) -> MaxesResult:
     """Scan ``job`` as ``shards`` shards on a Dask cluster and merge them into ``output``.
 
     Parameters
     ----------
-    scheduler : str, optional
-        Address of a running scheduler (``tcp://host:8786``); workers must see the images
-        and the model under the same paths. Default: a local cluster of ``n_workers``
-        processes.
+    scheduler : str
+        ``local:N`` (a local cluster of N processes) or the address of a running scheduler
+        (``tcp://host:8786``; workers must see the images and the model under the same
+        paths). See :mod:`caffevis.cluster`.
     shards : int, optional
         Number of shards (default: the number of workers). Each shard checkpoints into
         ``<output stem>.shard-I-of-N.h5`` on its worker, so a rerun after a crash resumes.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
     from tqdm import tqdm
+
+    from .cluster import dask_client, parse_scheduler, worker_count
 
     if parse_shard(job.shard) != (0, 1):
         raise InputError("--shard and a Dask run do not combine: the Dask run makes its own shards")
+    parse_scheduler(scheduler)  # a bad address is reported before any work
     if os.path.exists(output) and not overwrite:
         done = load_maxes(output)
         if done.config == job.config() and done.complete:
             return done
         raise InputError(f"{output}: exists from a different or unfinished scan; use another -o or --overwrite")
-    cluster = None
-    ort_threads = 0
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        ort_threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    try:
-        if not shards:
-            client.wait_for_workers(1, timeout=120)  # a fresh external cluster may still be starting
-        n = shards or max(1, len(client.scheduler_info()["workers"]))
+    with dask_client(scheduler, wait=not shards) as (client, ort_threads):
+        n = shards or worker_count(client)
         paths = [shard_path(output, i, n) for i in range(n)]
         if overwrite:
             for p in paths:
@@ -652,10 +633,6 @@ def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, che
                 r = fut.result()
                 results[r.config["shard"]] = r
                 bar.update(1)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     merged = merge_results([results[f"{i}/{n}"] for i in range(n)])
     save_maxes(merged, output)
     if not keep_shards:

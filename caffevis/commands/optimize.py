@@ -62,6 +62,8 @@ def register(sub):
     o.add_argument("--lr-params", help="mapping, e.g. '{\"lr\": 100}' or '{max_lr: 100, desired_prog: 2}'")
     o.add_argument("--max-iter", type=int, help="iterations")
     o.add_argument("--batch-size", type=int, default=8, help="runs per ONNX Runtime batch with --units (default 8)")
+    o.add_argument("--scheduler", help="with --units: run the batches on Dask, 'local:N' (N processes here) or "
+                                       "a running scheduler 'tcp://HOST:PORT' (workers see the model's paths)")
 
     w = p.add_argument_group("output")
     w.add_argument("--output-prefix", default="optimize_results/opt", help="path and filename prefix")
@@ -136,27 +138,29 @@ def parse_mean(text):
 
 
 def parse_units(text, n_channels):
+    """Channels from 'all', 'A-B' or a list like '3,7,12-15' (in order, each once).
+
+    Every number is checked against the layer's ``n_channels`` before a range is expanded,
+    so a huge range is a one-line error, never a huge list.
+    """
     if text.strip() == "all":
         return list(range(n_channels))
-    units = []
+    ranges = []
     for part in text.split(","):
         part = part.strip()
         try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                if a <= b and not 0 <= a <= b < n_channels:  # checked before the list is built: '0-9999999999'
-                    raise InputError(f"--units: {part} is not a range within the layer's {n_channels} channels")
-                units += list(range(a, b + 1))
-            else:
-                units.append(int(part))
+            a, sep, b = part.partition("-")
+            a = int(a)
+            b = int(b) if sep else a
         except ValueError:
             raise SettingsError(f"--units: expected 'all' or a list like '0-9,12', got '{text}'") from None
-    if not units:
-        raise SettingsError(f"--units: '{text}' names no unit")
-    bad = [u for u in units if not 0 <= u < n_channels]
-    if bad:
-        raise InputError(f"--units: {bad[0]} is out of range (the layer has {n_channels} channels)")
-    return units
+        for v in (a, b):
+            if not 0 <= v < n_channels:
+                raise InputError(f"--units: {v} is out of range (the layer has {n_channels} channels)")
+        if b < a:
+            raise SettingsError(f"--units: range '{part}' names no unit (expected A-B with A <= B)")
+        ranges.append((a, b))
+    return list(dict.fromkeys(u for a, b in ranges for u in range(a, b + 1)))
 
 
 def param_overrides(args):
@@ -244,12 +248,16 @@ def run(args):
             if not args.quiet:
                 tqdm.write(_line(result, prefix, labels), file=sys.stderr)
 
+        if args.scheduler:
+            return _run_on_cluster(args, settings, net, params, space, objective_shape[1:], extra, said)
         report = optimize_units(net, params, space, args.output_prefix, args.output_template,
                                 batch_size=args.batch_size, brave=args.brave, skipbig=args.skipbig,
                                 progress=not args.quiet, extra=extra, on_result=said)
         skipped = sum(1 for r in report if r[2] == "skipped")
         print(f"{len(report) - skipped} runs written, {skipped} already done (skipped)")
         return 0
+    if args.scheduler:
+        raise SettingsError("--scheduler runs many units: give --units too")
 
     objective = UnitObjective(net, base.push_layer)
     unit = push_unit_for(base, objective.blob_shape)
@@ -266,6 +274,27 @@ def run(args):
     save_result(result, space, prefix, brave=args.brave, skipbig=args.skipbig, extra=extra)
     print(_line(result, prefix, labels))
     return 0
+
+
+def _run_on_cluster(args, settings, net, params, space, blob_shape, extra, said):
+    """--units with --scheduler: the batches on Dask; exit 1 if some unit failed."""
+    from ..cluster import model_for_workers, parse_scheduler
+    from ..optimize_cluster import optimize_units_dask
+
+    parse_scheduler(args.scheduler)
+    model = model_for_workers(settings)
+
+    def failed(params, error):
+        print(f"caffevis optimize: {params.push_layer} unit {params.push_channel} (rand_seed {params.rand_seed}) "
+              f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+
+    report = optimize_units_dask(model, params, space, blob_shape, args.scheduler, args.output_prefix,
+                                 args.output_template, batch_size=args.batch_size, brave=args.brave,
+                                 skipbig=args.skipbig, progress=not args.quiet, extra=extra, on_result=said,
+                                 on_error=failed, force_cpu=net.force_cpu)
+    counts = {status: sum(1 for r in report if r[2] == status) for status in ("done", "skipped", "failed")}
+    print(f"{counts['done']} runs written, {counts['skipped']} already done (skipped), {counts['failed']} failed")
+    return 1 if counts["failed"] else 0
 
 
 def _line(result, prefix, labels):
