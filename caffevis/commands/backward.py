@@ -9,8 +9,10 @@ def register(sub):
     p.add_argument("--input", required=True, help=".npy preprocessed input (N,C,H,W)")
     p.add_argument("--blob", required=True, help="blob receiving the seed diff")
     p.add_argument("--diff", required=True, help=".npy seed diff shaped like the blob")
-    p.add_argument("--mode", choices=("backprop", "deconv", "guided"), default="backprop")
-    p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative")
+    p.add_argument("--mode", choices=("backprop", "deconv", "guided"), default="backprop",
+                   help="backprop (exact gradient), deconv (Zeiler & Fergus) or guided backprop")
+    p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative",
+                   help="LRN backward: its derivative (the toolbox) or identity (the Z&F paper)")
     p.add_argument("--start", choices=("last", "layer"), default="last",
                    help="seed the blob's final value (last) or the output of the layer named like it")
     p.add_argument("--engine", choices=("onnx", "numpy"), default=None,
