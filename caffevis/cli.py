@@ -52,7 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"{commands.__name__}.{mod}").register(sub)
     for command_parser in sub.choices.values():
         with_defaults(command_parser)
+        command_parser.add_argument("--verbose", action="store_true",
+                                    help="say which execution provider runs and why")
     return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    """caffevis' own messages as ``caffevis: ...`` lines on stderr: warnings, and with ``--verbose``
+    also which execution provider runs."""
+    import logging
+
+    class StderrHandler(logging.Handler):
+        def emit(self, record):  # sys.stderr as it is now (tests and callers may replace it)
+            print(self.format(record), file=sys.stderr)
+
+    logger = logging.getLogger("caffevis")
+    if not logger.handlers:
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("caffevis: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def main(argv=None) -> int:
@@ -64,6 +84,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    setup_logging(getattr(args, "verbose", False))
     try:
         code = args.func(args)
     except CaffevisError as err:

@@ -1,18 +1,25 @@
-"""caffevis info MODEL: the net's layers (type, bottoms -> tops) and blob shapes."""
-from .forward import add_model_args
+"""caffevis info [MODEL]: the execution provider, and a net's layers (type, bottoms -> tops) and blob shapes."""
 
 
 def register(sub):
-    p = sub.add_parser("info", help="list a model's layers and blobs")
-    add_model_args(p)
+    p = sub.add_parser("info", help="which execution provider runs; a model's layers and blobs")
+    p.add_argument("model", nargs="?", help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel (default: none; "
+                                            "only the provider is reported)")
+    p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     p.set_defaults(func=run)
 
 
 def run(args):
+    from ..runtime import provider_report
+
+    if not args.model:
+        print(f"execution provider: {provider_report(args.cpu)}")
+        return 0
     from ..net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
-    print(f"{net.name}: input '{net.input_name}' {net.input_shape}, provider {net.provider}")
+    print(f"{net.name}: input '{net.input_name}' {net.input_shape}, provider {net.provider}"
+          f" ({provider_report(args.cpu).split(' ', 1)[1].strip('()')})")
     if net.layers:
         for p in net.layers:
             n_params = sum(a.size for a in p.params)
