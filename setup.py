@@ -15,7 +15,7 @@ setup(
     install_requires=[
         "numpy>=1.23",
         "scipy>=1.9",
-        "onnxruntime-gpu>=1.17",
+        "onnxruntime-gpu==1.31.1",  # pinned: the CUDA kernel coverage was checked against this version
         "onnx>=1.14",
         "opencv-python>=4.7",
         "h5py>=3.7",
