@@ -156,3 +156,19 @@ def test_train_lenet_by_default_leaves_model_zoo_alone(tmp_path):
         status = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "model_zoo"], capture_output=True,
                                 text=True).stdout
         assert status == ""
+
+
+# -- optimize: defaults from the settings, missing things named as flags --------------------------------
+def test_optimize_defaults_to_the_settings_label_layer(tmp_path, capsys):
+    assert main(["optimize"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no model given" in err and "--settings" in err and "MODEL" in err
+    lenet = os.path.join(REPO, "settings", "lenet.yaml")
+    prefix = str(tmp_path / "o")
+    assert main(["optimize", "--settings", lenet, "--max-iter", "3", "--output-prefix", prefix, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # ip2 (the label layer before the softmax); the preset's channel 130 does not fit 10 digits: 0
+    assert f"{prefix}_ip2_0000_0_: unit" in out
+    assert main(["optimize", "--settings", lenet, "--push-channel", "130", "--max-iter", "3",
+                 "--output-prefix", prefix, "--quiet"]) == 2
+    assert "130" in capsys.readouterr().err
