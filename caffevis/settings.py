@@ -13,7 +13,7 @@ naming the file (and line), the key and what was expected.
 Path rules
 ----------
 - ``%DVT_ROOT%`` in a path is the repository root (the directory holding ``caffevis/``);
-  ``~`` is the home directory.
+  ``%CAFFEVIS_DATA%`` the package's data folder (the ILSVRC 2012 labels); ``~`` is the home directory.
 - A relative path in a settings file is relative to that file's directory; one given as an
   override (a CLI flag) is relative to the current directory; a built-in default is
   relative to ``%DVT_ROOT%``.
@@ -40,7 +40,7 @@ import yaml
 from .errors import SettingsError
 from .limits import MAX_NESTING, YAML_SKIPPED, brace_depth, short_repr
 
-from .paths import REPO_ROOT  # noqa: E402
+from .paths import DATA_DIR, REPO_ROOT  # noqa: E402
 
 #: DeepVis' default layout: pane name -> (row i, col j, height, width), window 930 x 1500.
 DEFAULT_WINDOW_PANES = OrderedDict([
@@ -504,7 +504,7 @@ def _resolve_path(value, base_dir):
     candidates = value if isinstance(value, list) else [value]
     resolved = []
     for c in candidates:
-        c = os.path.expanduser(c.replace("%DVT_ROOT%", REPO_ROOT))
+        c = os.path.expanduser(c.replace("%DVT_ROOT%", REPO_ROOT).replace("%CAFFEVIS_DATA%", DATA_DIR))
         if not os.path.isabs(c):
             c = os.path.join(base_dir, c)
         resolved.append(os.path.normpath(c))

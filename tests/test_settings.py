@@ -50,7 +50,7 @@ def test_missing_weights_load_but_opening_says_how_to_fetch(name, fetch_arg):
     key = "caffevis_deploy_prototxt" if not os.path.isfile(s.caffevis_deploy_prototxt) else "caffevis_network_weights"
     assert f"{key}: file not found" in msg
     assert f"{name}.yaml:" in msg  # names the settings file and line
-    assert f"python tools/fetch_caffenet.py {fetch_arg}" in msg
+    assert f"caffevis fetch {fetch_arg}" in msg
 
 
 def test_squeezenet_settings_open_the_real_net_and_its_names():

@@ -40,7 +40,7 @@ def register(sub):
     p.add_argument("--image-dims", help="H,W to resize images to before the centre crop (default 256,256 for "
                                         "a 227 net)")
     p.add_argument("--geometry", choices=("offline", "crop", "stretch"), default="offline",
-                   help="image geometry: resize to --image-dims then centre crop (default, as the original "
+                   help="image geometry: offline: resize to --image-dims then centre crop (default, as the original "
                         "find_max_acts), the viewer's centre square crop, or stretch")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     p.add_argument("--benchmark", type=int, metavar="BATCHES",

@@ -39,13 +39,15 @@ def register(sub):
     m.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     m.add_argument("--caffe-root", help="accepted so that the original's command lines run; ignored (no Caffe needed)")
 
-    o = p.add_argument_group("what to optimize and how")
+    o = p.add_argument_group("what to optimize and how (unset flags take the --preset's values)")
     o.add_argument("--preset", type=int, choices=(0, 1, 2, 3, 4), default=3,
                    help="paper Table 1 hyperparameter set (default 3); 0: the original CLI's bare defaults")
     o.add_argument("--start-at", choices=START_AT, help="x0: mean_plus_rand (default), randu or mean")
     o.add_argument("--rand-seed", type=int, help="seed for x0 (default 0)")
-    o.add_argument("--push-layer", help="blob of the unit (default fc8)")
-    o.add_argument("--push-channel", type=int, help="channel or FC index (default 130)")
+    o.add_argument("--push-layer", help="blob of the unit (default: the settings' last caffevis_label_layers "
+                                        "blob before the softmax, e.g. ip2 for LeNet, fc8 for CaffeNet)")
+    o.add_argument("--push-channel", type=int, help="channel or FC index (default 130; 0 when the push layer "
+                                                    "has fewer channels)")
     o.add_argument("--units", help="many channels of --push-layer in batches: 'all', '0-9', '3,7,12-15'; "
                                    "resumable (finished units are skipped unless --brave)")
     o.add_argument("--push-spatial", help="'(row,col)' in a conv blob; None (default): the spatial centre")
@@ -197,6 +199,9 @@ def open_model(args):
         if not (args.deploy_proto and args.net_weights):
             raise SettingsError("--deploy-proto and --net-weights go together")
         overrides.update(caffevis_deploy_prototxt=args.deploy_proto, caffevis_network_weights=args.net_weights)
+    if not (args.settings or args.model or args.deploy_proto or args.net_weights):
+        raise InputError("no model given: use --settings S.yaml (e.g. settings/lenet.yaml), MODEL (m.onnx or "
+                         "deploy.prototxt:w.caffemodel), or --deploy-proto with --net-weights")
     mean_given = args.mean is not None
     mean = parse_mean(args.mean) if mean_given else None
     if mean is not None:
@@ -227,8 +232,9 @@ def run(args):
                             push_unit_for, result_prefix, save_result)
 
     overrides = param_overrides(args)
-    base = preset_params(args.preset or None, **overrides)
     net, space, settings = open_model(args)
+    overrides.update(default_push_unit(args, settings, net, preset_params(args.preset or None, **overrides)))
+    base = preset_params(args.preset or None, **overrides)
     if args.batch_size < 1:
         raise SettingsError("--batch-size: expected an integer >= 1")
     # the parsed arguments, not sys.argv: main(argv) may be called from Python with other argv
@@ -295,6 +301,27 @@ def _run_on_cluster(args, settings, net, params, space, blob_shape, extra, said)
     counts = {status: sum(1 for r in report if r[2] == status) for status in ("done", "skipped", "failed")}
     print(f"{counts['done']} runs written, {counts['skipped']} already done (skipped), {counts['failed']} failed")
     return 1 if counts["failed"] else 0
+
+
+def default_push_unit(args, settings, net, params):
+    """``push_layer`` / ``push_channel`` for the flags left out: the settings' last label blob before
+    the softmax (ip2, fc8, ...), and the preset's channel when that blob has it, else 0."""
+    chosen = {}
+    layer = args.push_layer
+    if layer is None:
+        candidates = [b for b in settings.caffevis_label_layers or ()
+                      if b != settings.caffevis_prob_layer and b in net.blob_shapes]
+        if not candidates and params.push_layer in net.blob_shapes:
+            candidates = [params.push_layer]  # no label layers named: the preset's (fc8) when the net has it
+        if not candidates:
+            raise InputError(f"--push-layer: not given, and {settings.source or 'the settings'} name no "
+                             f"caffevis_label_layers blob of this net; give --push-layer BLOB "
+                             f"(blobs: {', '.join(net.blob_names[1:])})")
+        layer = chosen["push_layer"] = candidates[-1]
+    shape = net.blob_shapes.get(layer)
+    if args.push_channel is None and shape is not None and params.push_channel >= shape[1]:
+        chosen["push_channel"] = 0
+    return chosen
 
 
 def _line(result, prefix, labels):
