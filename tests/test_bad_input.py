@@ -25,7 +25,7 @@ from caffevis.caffe.reader import blob_to_array, load_caffe
 from caffevis.errors import CaffevisError, InputError, ModelError, SettingsError
 from caffevis.io import load_npy, save_npz
 from caffevis.limits import MAX_ELEMENTS, MAX_NESTING
-from caffevis.mnist import read_idx
+from caffevis.lenet.mnist import read_idx
 from caffevis.settings import KEYS, load_settings, parse_value, value_range
 from conftest import REPO, shared_path
 
@@ -469,8 +469,8 @@ def _damaged(kind, good, rng):
 @given(damage=st.lists(st.tuples(st.integers(0, 7), _DAMAGE), min_size=1, max_size=4), seed=st.integers(0, 99))
 def test_unreadable_images_are_skipped_recorded_and_resumed(lenet_net, tmp_path_factory, damage, seed):
     from caffevis.images import read_image
-    from caffevis.maxes import load_maxes
-    from caffevis.scan import ScanJob, run_scan, source_spec
+    from caffevis.mining.maxes import load_maxes
+    from caffevis.mining.scan import ScanJob, run_scan, source_spec
 
     folder = tmp_path_factory.mktemp("imgs")
     rng = np.random.default_rng(seed)
@@ -499,7 +499,7 @@ def test_unreadable_images_are_skipped_recorded_and_resumed(lenet_net, tmp_path_
 
 
 def test_cli_find_maxes_over_a_truncated_jpeg_and_a_png_bomb(tmp_path):
-    from caffevis.maxes import load_maxes
+    from caffevis.mining.maxes import load_maxes
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"

@@ -14,8 +14,8 @@ import pytest
 
 from caffevis.cli import main
 from caffevis.errors import InputError
-from caffevis.maxes import MaxTracker, load_maxes, merge_files
-from caffevis.patches import INFO_HEADER
+from caffevis.mining.maxes import MaxTracker, load_maxes, merge_files
+from caffevis.mining.patches import INFO_HEADER
 from conftest import REPO, shared_path
 
 LAYERS = ["conv1", "conv2", "ip1", "ip2"]
@@ -47,7 +47,7 @@ def single(tmp_path_factory):
 
 
 def test_top9_equals_a_brute_force_sort(single):
-    from caffevis import mnist
+    from caffevis.lenet import mnist
     from caffevis.net import Net
 
     result = load_maxes(single)
@@ -241,7 +241,7 @@ def test_crop_patches_and_montages_on_lenet(single, tmp_path):
     assert main(["make-unit-vis", single, "-o", tree, "--layers", "ip2", "--idx-end", "2"]) == 0
     im = cv2.imread(os.path.join(tree, "max_im", "ip2", "ip2_0001.jpg"))
     assert im.shape == (3 * 84 + 4, 3 * 84 + 4, 3)  # 28-px fields enlarged 3x (--min-tile 64), 2-px gaps
-    from caffevis.patches import PatchMaker, render, to_uint8
+    from caffevis.mining.patches import PatchMaker, render, to_uint8
 
     _, crops = PatchMaker(result).unit("ip2", 1, kinds=("maxim",))
     _, tiny = PatchMaker(result, cache=1).unit("ip2", 1, kinds=("maxim",))  # a cache that keeps one entry
@@ -293,7 +293,7 @@ def test_make_unit_vis_regularized_calls_the_optimizer_tree(single, tmp_path):
 def test_both_ways_of_locating_maxima_give_the_same_file(single, locate):
     """'graph' (ArgMax in ONNX Runtime, the GPU default) and 'host' (the CPU default)."""
     from caffevis.net import Net
-    from caffevis.scan import ChannelMaxima, ScanJob, run_scan
+    from caffevis.mining.scan import ChannelMaxima, ScanJob, run_scan
 
     config = load_maxes(single).config
     job = ScanJob(**config)
@@ -303,9 +303,9 @@ def test_both_ways_of_locating_maxima_give_the_same_file(single, locate):
 
 
 def test_channel_maxima_on_an_old_opset_foreign_onnx_model():
-    from caffevis import mnist
+    from caffevis.lenet import mnist
     from caffevis.net import Net
-    from caffevis.scan import ChannelMaxima
+    from caffevis.mining.scan import ChannelMaxima
 
     net = Net.from_onnx(shared_path("models", "mnist_onnx", "mnist-8.onnx"))  # opset 8, batch fixed at 1
     images, _ = mnist.load("test", shared_path("data", "mnist"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from caffevis.cli import main
-from caffevis.maxes import load_maxes
+from caffevis.mining.maxes import load_maxes
 from conftest import REPO, shared_path
 
 LAYERS = ["conv1", "fire2/concat", "conv10", "prob"]
@@ -45,7 +45,7 @@ def test_class_units_find_their_images(sq):
 
 
 def test_unit_jpg_vis_tree(sq, tmp_path):
-    from caffevis.patches import PatchMaker, render, to_uint8
+    from caffevis.mining.patches import PatchMaker, render, to_uint8
 
     tree = str(tmp_path / "unit_jpg_vis")
     assert main(["make-unit-vis", sq, "-o", tree, "--layers", "conv1,fire2/concat", "--idx-end", "3",

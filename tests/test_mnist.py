@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from caffevis import mnist
+from caffevis.lenet import mnist
 from caffevis.errors import InputError
 from conftest import fixture_arrays, shared_path
 

@@ -7,6 +7,7 @@ import pytest
 
 from caffevis import optimize as O
 from caffevis.errors import InputError, SettingsError
+from caffevis.imaging import norm01c, to_uint8
 from conftest import fixture_arrays, fixture_net, rel_err, shared_path
 
 LENET_SCALE = 0.00390625
@@ -360,7 +361,7 @@ def test_same_seed_identical_bytes_and_outputs(tmp_path, capsys):
     img = cv2.imread(str(tmp_path / "a" / (stem.format(5) + "best_X.jpg")), cv2.IMREAD_GRAYSCALE)
     with h5py.File(tmp_path / "a" / (stem.format(5) + "info.h5"), "r") as h:
         best = h["best"][0]
-    ref = O.to_uint8(O.norm01c(best, 0))
+    ref = to_uint8(norm01c(best, 0))
     assert np.abs(img.astype(int) - ref.astype(int)).mean() < 2  # JPEG
 
 

@@ -13,7 +13,7 @@ import pytest
 from caffevis import optimize as O
 from caffevis.commands.optimize import parse_units
 from caffevis.errors import InputError, SettingsError
-from caffevis.optimize_cluster import optimize_units_dask, run_batch
+from caffevis.optimize.cluster import optimize_units_dask, run_batch
 from conftest import REPO
 
 LENET = os.path.join(REPO, "settings", "lenet.yaml")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from caffevis import optimize as O
-from caffevis import unit_vis as U
+from caffevis.mining import unit_vis as U
 from caffevis.errors import SettingsError
 from caffevis.viewer import jpgvis
 from caffevis.viewer import tiles as T

@@ -129,7 +129,7 @@ def test_relative_paths_resolve_from_the_settings_file(tmp_path):
 def test_dvt_root_is_the_repository(tmp_path):
     s = load_settings(write(tmp_path, "caffevis_unit_jpg_dir: '%DVT_ROOT%/model_zoo/x'\n"))
     assert s.caffevis_unit_jpg_dir == os.path.join(REPO_ROOT, "model_zoo", "x")
-    assert os.path.isfile(os.path.join(REPO_ROOT, "caffevis", "settings.py"))
+    assert os.path.isfile(os.path.join(REPO_ROOT, "caffevis", "settings", "loader.py"))
 
 
 def test_candidate_list_takes_the_first_existing(tmp_path):

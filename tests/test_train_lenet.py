@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from caffevis import mnist, train
+from caffevis.lenet import mnist, train
 from caffevis.caffe import reader
 from caffevis.io import sha1_of
 from caffevis.caffe.to_onnx import convert

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from caffevis import train
+from caffevis.lenet import train
 from caffevis.caffe import reader, schema, writer
 from caffevis.errors import ModelError
 from caffevis.net import Net

@@ -316,7 +316,7 @@ def test_cli_rejects_bad_input_in_one_line(capsys, monkeypatch):
 
 
 def test_video_input_advances_and_freezes(lenet_settings, tmp_path):
-    from caffevis import mnist
+    from caffevis.lenet import mnist
 
     images, labels = mnist.load("test", lenet_settings.mnist_dir)
     path = tmp_path / "digits.avi"

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from caffevis import mnist, zf_figures
+from caffevis.lenet import mnist, zf_figures
 from caffevis.cli import main
-from caffevis.zf_figures import Unit
+from caffevis.lenet.zf_figures import Unit
 from conftest import fixture_arrays, fixture_net, rel_err, shared_path
 
 

@@ -243,7 +243,7 @@ def bench_optimize_dask(args):
     from caffevis.cluster import model_for_workers
     from caffevis.net import Net
     from caffevis.optimize import InputSpace, optimize_units, preset_params
-    from caffevis.optimize_cluster import optimize_units_dask
+    from caffevis.optimize.cluster import optimize_units_dask
     from caffevis.settings import load_settings
 
     settings = load_settings(os.path.join(REPO, "settings", "squeezenet.yaml"))

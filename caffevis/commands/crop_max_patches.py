@@ -40,9 +40,9 @@ def add_rerun_args(p):
 
 
 def run(args):
-    from ..maxes import load_maxes
+    from ..mining.maxes import load_maxes
     from ..net import Net
-    from ..patches import crop_max_patches
+    from ..mining.patches import crop_max_patches
 
     result = load_maxes(args.maxes)
     kinds = [kind for flag, kind in DO_FLAGS if getattr(args, "do_" + flag.replace("-", "_"))]

@@ -66,10 +66,10 @@ def _mean_override(text):
 
 
 def build_job(args):
-    """The :class:`~caffevis.scan.ScanJob` and the opened net for parsed arguments."""
+    """The :class:`~caffevis.mining.scan.ScanJob` and the opened net for parsed arguments."""
     from ..cluster import model_for_workers
     from ..errors import InputError
-    from ..scan import ScanJob, preprocess_from_settings, source_spec
+    from ..mining.scan import ScanJob, preprocess_from_settings, source_spec
     from ..settings import load_settings, model_overrides
 
     if args.batch_size < 1:
@@ -110,8 +110,8 @@ def build_job(args):
 
 def run(args):
     from ..errors import InputError
-    from ..maxes import parse_shard
-    from ..scan import benchmark, run_dask, run_scan
+    from ..mining.maxes import parse_shard
+    from ..mining.scan import benchmark, run_dask, run_scan
 
     parse_shard(args.shard)
     job, net = build_job(args)
@@ -140,7 +140,7 @@ def run(args):
 
 
 def run_merge(args):
-    from ..maxes import merge_files
+    from ..mining.maxes import merge_files
 
     merged = merge_files(args.shards, args.output, allow_incomplete=args.partial)
     print(f"wrote {args.output}: merged {len(args.shards)} shard(s), "

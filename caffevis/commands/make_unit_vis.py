@@ -42,9 +42,9 @@ def register(sub):
 
 def run(args):
     from ..errors import InputError
-    from ..maxes import load_maxes
+    from ..mining.maxes import load_maxes
     from ..net import Net
-    from ..patches import make_max_tree, montage_from_patch_dir, save_image, unit_jpg_path
+    from ..mining.patches import make_max_tree, montage_from_patch_dir, save_image, unit_jpg_path
 
     if args.maxes is None:
         return _regularized_only(args)
@@ -57,7 +57,7 @@ def run(args):
         raise InputError(f"-N {args.n}: expected 1 to 9 (a 3x3 montage)")
     maker = None
     if not args.from_patches:
-        from ..patches import PatchMaker
+        from ..mining.patches import PatchMaker
 
         net = Net.load(args.model, force_cpu=args.cpu) if args.model else None
         maker = PatchMaker(result, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu,
@@ -136,7 +136,7 @@ def _settings_for(args, result):
 def _regularized(args, settings, layer, units, net=None):
     """regularized_opt/<layer>/ via the optimizer's tree writer (caffevis.unit_vis)."""
     from ..optimize import InputSpace
-    from ..unit_vis import make_regularized_opt_tree
+    from ..mining.unit_vis import make_regularized_opt_tree
 
     net = net or settings.open_net(force_cpu=True if args.cpu else None)
     space = InputSpace.from_settings(settings, net)

@@ -285,7 +285,7 @@ def run(args):
 def _run_on_cluster(args, settings, net, params, space, blob_shape, extra, said):
     """--units with --scheduler: the batches on Dask; exit 1 if some unit failed."""
     from ..cluster import model_for_workers, parse_scheduler
-    from ..optimize_cluster import optimize_units_dask
+    from ..optimize.cluster import optimize_units_dask
 
     parse_scheduler(args.scheduler)
     model = model_for_workers(settings)

@@ -41,7 +41,7 @@ def add_mnist_args(p):
 
 
 def mnist_dir(args):
-    """The MNIST folder of :func:`add_mnist_args`' flags (None: :func:`caffevis.mnist.default_directory`)."""
+    """The MNIST folder of :func:`add_mnist_args`' flags (None: :func:`caffevis.lenet.mnist.default_directory`)."""
     if args.mnist:
         return args.mnist
     if args.settings:
@@ -61,7 +61,7 @@ def output_dir(args):
 
 
 def run(args):
-    from .. import mnist, train
+    from ..lenet import mnist, train
     from ..errors import InputError
 
     if args.train_limit < 0:

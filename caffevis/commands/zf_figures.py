@@ -29,7 +29,7 @@ def register(sub):
 
 
 def run(args):
-    from .. import mnist, train, zf_figures
+    from ..lenet import mnist, train, zf_figures
     from ..errors import InputError
     from ..net import Net
 

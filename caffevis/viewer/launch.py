@@ -32,7 +32,7 @@ def static_source(settings, is_digit_net, images=None, image_list=None, mnist=No
         return FileList.from_directory(images, settings.static_files_regexp, settings.static_files_ignore_case)
     use_mnist = mnist if mnist is not None else is_digit_net
     if use_mnist:
-        from .. import mnist as mnist_data
+        from ..lenet import mnist as mnist_data
 
         directory = settings.mnist_dir
         if directory and mnist_data.available(directory):

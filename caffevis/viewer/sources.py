@@ -135,7 +135,7 @@ class ArrayImages:
 
     @classmethod
     def mnist_test(cls, directory=None, count=None):
-        from .. import mnist
+        from ..lenet import mnist
 
         images, labels = mnist.load("test", directory)
         count = len(images) if count is None else min(count, len(images))

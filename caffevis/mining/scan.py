@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .errors import InputError
-from .io import remove_stale_temporaries
+from ..errors import InputError
+from ..io import remove_stale_temporaries
 from .maxes import MaxesResult, MaxTracker, load_maxes, merge_results, parse_shard, save_maxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -56,7 +56,7 @@ class IdxImages:
     kind = "idx"
 
     def __init__(self, path, labels_path=None):
-        from . import mnist
+        from ..lenet import mnist
 
         self.images = mnist.read_idx(path)
         if self.images.ndim != 3:
@@ -85,7 +85,7 @@ class IdxImages:
 
 def read_rgb(path):
     """An image file as RGB float32 0-255 (H, W, 3); InputError when unreadable."""
-    from .images import read_image
+    from ..images import read_image
 
     return read_image(path)
 
@@ -235,7 +235,7 @@ def make_preparer(job: ScanJob, net):
     resize) and ``'stretch'`` are also accepted. idx data sets (MNIST digits) already have
     the net's size and only get the value steps, as Caffe's MNIST data layer.
     """
-    from .preprocess import Preprocessor
+    from ..preprocess import Preprocessor
 
     p = job.preprocess
     _, c, h, w = net.input_shape
@@ -287,7 +287,7 @@ class ChannelMaxima:
         import onnx
         from onnx import TensorProto, helper
 
-        from .runtime import make_session
+        from ..runtime import make_session
 
         self.locate = locate or ("host" if net.provider == "CPUExecutionProvider" else "graph")
         if self.locate not in ("host", "graph"):
@@ -442,7 +442,7 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     """
     from tqdm import tqdm
 
-    from .net import Net
+    from ..net import Net
 
     source = source or open_source(job.source)
     if net is None:
@@ -582,7 +582,7 @@ def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, fo
     ``ort_threads`` caps ONNX Runtime's threads so the workers of one machine share its
     cores instead of each taking all of them (0: all cores).
     """
-    from .net import Net
+    from ..net import Net
 
     job = ScanJob(**job_config)
     net = Net.load(job.model, force_cpu=force_cpu, threads=ort_threads)
@@ -607,7 +607,7 @@ def run_dask(job: ScanJob, output, shards=None, scheduler="local:2", checkpoint_
     from dask.distributed import as_completed
     from tqdm import tqdm
 
-    from .cluster import dask_client, parse_scheduler, worker_count
+    from ..cluster import dask_client, parse_scheduler, worker_count
 
     if parse_shard(job.shard) != (0, 1):
         raise InputError("--shard and a Dask run do not combine: the Dask run makes its own shards")

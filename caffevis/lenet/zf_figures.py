@@ -18,8 +18,8 @@ import os
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .imaging import to_uint8
+from ..errors import InputError
+from ..imaging import to_uint8
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, BLACK, GREY = 255, 0, 128

@@ -18,15 +18,15 @@ from __future__ import annotations
 import functools
 import sys
 
-from .optimize import (BATCH_INVARIANT_ROWS, DEFAULT_PREFIX, DEFAULT_TEMPLATE, InputSpace, optimize, plan_runs,
+from .loop import (BATCH_INVARIANT_ROWS, DEFAULT_PREFIX, DEFAULT_TEMPLATE, InputSpace, optimize, plan_runs,
                        planned_prefix, push_unit_for, save_run)
 
 
 @functools.lru_cache(maxsize=4)
 def worker_objective(model: str, layer: str, force_cpu: bool, threads: int):
     """The net and unit objective of this worker process, built on its first batch."""
-    from .net import Net
-    from .optimize import UnitObjective
+    from ..net import Net
+    from .loop import UnitObjective
 
     net = Net.load(model, force_cpu=force_cpu, threads=threads)
     return net, UnitObjective(net, layer)
@@ -71,8 +71,8 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
     """
     from tqdm import tqdm
 
-    from .cluster import dask_client, parse_scheduler
-    from .io import remove_stale_temporaries
+    from ..cluster import dask_client, parse_scheduler
+    from ..io import remove_stale_temporaries
 
     parse_scheduler(scheduler)
     todo, report = plan_runs(list(params_list), blob_shape, output_prefix, output_template, brave)

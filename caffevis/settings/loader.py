@@ -37,10 +37,10 @@ from collections import OrderedDict
 
 import yaml
 
-from .errors import SettingsError
-from .limits import MAX_NESTING, YAML_SKIPPED, brace_depth, short_repr
+from ..errors import SettingsError
+from ..limits import MAX_NESTING, YAML_SKIPPED, brace_depth, short_repr
 
-from .paths import DATA_DIR, REPO_ROOT  # noqa: E402
+from ..paths import DATA_DIR, REPO_ROOT  # noqa: E402
 
 #: DeepVis' default layout: pane name -> (row i, col j, height, width), window 930 x 1500.
 DEFAULT_WINDOW_PANES = OrderedDict([
@@ -706,7 +706,7 @@ class Settings:
 
     def open_net(self, force_cpu=None, cache_dir=None):
         """Load the model the settings name (a :class:`caffevis.net.Net`)."""
-        from .net import Net
+        from ..net import Net
 
         kind, paths = self.model_spec()
         cpu = self.use_cpu if force_cpu is None else bool(force_cpu)
@@ -717,14 +717,14 @@ class Settings:
     def labels(self):
         """Label names (from caffevis_labels or caffevis_label_names), or None."""
         if self.caffevis_labels:
-            from .images import read_labels
+            from ..images import read_labels
 
             return read_labels(self.caffevis_labels)
         return list(self.caffevis_label_names) if self.caffevis_label_names is not None else None
 
     def data_mean(self):
         """The mean as loaded (None, (C,) array or (C, H, W) image); see :func:`caffevis.images.load_mean`."""
-        from .images import load_mean
+        from ..images import load_mean
 
         return load_mean(self.caffevis_data_mean)
 

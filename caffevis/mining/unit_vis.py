@@ -32,11 +32,11 @@ import sys
 
 import numpy as np
 
-from .errors import InputError, SettingsError
-from .io import atomic_path
-from .optimize import (BATCH_INVARIANT_ROWS, InputSpace, OptimizeParams, UnitObjective, optimize, preset_params,
+from ..errors import InputError, SettingsError
+from ..io import atomic_path
+from ..optimize import (BATCH_INVARIANT_ROWS, InputSpace, OptimizeParams, UnitObjective, optimize, preset_params,
                        push_unit_for, render_best_x, write_jpg)
-from .viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
+from ..viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
 
 MONTAGE_PRESETS = (1, 2, 3, 4)
 SMALL_PAD = 1
@@ -269,8 +269,8 @@ def _run_on_cluster(model, force_cpu, space, jobs_of, batches_of, scheduler, wri
     """The batches on Dask; the client writes a unit's montage once all its runs are back."""
     from tqdm import tqdm
 
-    from .cluster import dask_client
-    from .optimize_cluster import stream_batches
+    from ..cluster import dask_client
+    from ..optimize.cluster import stream_batches
 
     if not model:
         raise SettingsError("a regularized_opt tree on Dask needs the model path for the workers")

@@ -21,9 +21,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import InputError
-from .imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
-from .receptive import crop_region, net_fields
+from ..errors import InputError
+from ..imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
+from ..receptive import crop_region, net_fields
 
 KINDS = ("maxim", "deconv", "deconvnorm", "backprop", "backpropnorm")
 #: Grey of the lines between montage tiles (as in the toolbox's published screenshot).
@@ -101,7 +101,7 @@ class PatchMaker:
     Parameters
     ----------
     result : MaxesResult
-        From :func:`caffevis.maxes.load_maxes`.
+        From :func:`caffevis.mining.maxes.load_maxes`.
     net : Net, optional
         Default: the model named in the file.
     lrn : {'derivative', 'identity'}
@@ -114,12 +114,12 @@ class PatchMaker:
         blob share many images); default 512 MiB.
     datadir : str, optional
         Where the images are now, when they moved since the scan (see
-        :func:`caffevis.scan.relocated_source`).
+        :func:`caffevis.mining.scan.relocated_source`).
     """
 
     def __init__(self, result, net=None, lrn="derivative", engine="onnx", force_cpu=False, warn=None,
                  cache=512 << 20, datadir=None):
-        from .net import Net
+        from ..net import Net
         from .scan import ScanJob, make_preparer, open_source, relocated_source
 
         self.result = result

@@ -13,9 +13,9 @@ import zlib
 
 import numpy as np
 
-from .errors import InputError
-from .limits import element_count
-from .paths import REPO_ROOT
+from ..errors import InputError
+from ..limits import element_count
+from ..paths import REPO_ROOT
 
 #: Caffe's LeNet input scale (``transform_param { scale: 0.00390625 }``): 1/256.
 LENET_SCALE = 0.00390625

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 FORMAT = "caffevis-maxes"
 VERSION = 1

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .errors import InputError, ModelError, SettingsError
-from .imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
-from .io import atomic_path
+from ..errors import InputError, ModelError, SettingsError
+from ..imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
+from ..io import atomic_path
 
 START_AT = ("mean_plus_rand", "randu", "mean")
 LR_POLICIES = ("constant", "progress", "progress01")
@@ -289,7 +289,7 @@ class InputSpace:
 
 def _mean_image(spec, channels, hw):
     """The mean fitted to the input, float64 (``.npy`` files and arrays keep their precision)."""
-    from .images import crop_mean, load_mean
+    from ..images import crop_mean, load_mean
 
     if spec is None:
         return None
@@ -412,8 +412,8 @@ class UnitObjective:
     """
 
     def __init__(self, net, layer):
-        from .grad import build_gradient_model, input_diff_name, resolve_start
-        from .runtime import make_session
+        from ..grad import build_gradient_model, input_diff_name, resolve_start
+        from ..runtime import make_session
         import onnx
 
         if not net.is_caffe:
