@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep Visualization Toolbox and Zeiler & Fergus deconvnet for Caffe models on ONNX Runtime. "
                     "With no command: the live viewer on LeNet.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{commands.__name__}.{mod}").register(sub)
     for command_parser in sub.choices.values():
         with_defaults(command_parser)

@@ -66,19 +66,38 @@ def read_bgr_or_none(path: str):
         return None
 
 
-def write_image(path: str, rgb: np.ndarray) -> None:
-    """Write an RGB image (uint8, or float in 0-255, clipped) to a file (format from the name)."""
+def write_image(path: str, image: np.ndarray, quality: int = 95) -> None:
+    """Write an image file, format from the name (``.png`` when it has none), atomically.
+
+    The one image writer of caffevis (optimizer images, max patches, montages, figures).
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W, 3) RGB, (H, W, 4) RGBA (written as RGB), or (H, W[, 1]) grey (written grey);
+        uint8, or float in 0-255 (rounded half to even, then clipped). [0, 1] images go
+        through :func:`caffevis.imaging.to_uint8` first.
+    quality : int
+        JPEG quality (95 is OpenCV's default).
+    """
     import cv2
 
-    rgb = to_rgb(rgb)
-    if rgb.dtype != np.uint8:
-        rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ext = os.path.splitext(path)[1] or ".png"
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]))
+    from .io import atomic_path
+
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = to_rgb(img)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = img[:, :, ::-1]  # OpenCV writes BGR
+    ext = (os.path.splitext(path)[1] or ".png").lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(img), params)
     if not ok:
         raise InputError(f"{path}: cannot encode an image with extension '{ext}'")
-    buf.tofile(path)
+    with atomic_path(path) as tmp:
+        buf.tofile(tmp)
 
 
 def read_labels(path: str) -> list:
@@ -96,7 +115,7 @@ def read_labels(path: str) -> list:
     return labels
 
 
-def load_mean(spec):
+def load_mean(spec, dtype=np.float32):
     """Load a mean as DeepVis' ``caffevis_data_mean`` allows.
 
     Parameters
@@ -105,10 +124,14 @@ def load_mean(spec):
         ``None`` (no mean), a scalar or per-channel values (net channel order), an array,
         or a path to a ``.npy`` or ``.binaryproto`` mean image (any other extension is
         read as ``.npy``).
+    dtype : numpy dtype
+        Of the result. Files and arrays are converted from the precision they hold;
+        numbers and sequences are taken at float32 precision (as settings give them to
+        Caffe's Transformer) whatever ``dtype``.
 
     Returns
     -------
-    None, ndarray (C,) or ndarray (C, H, W), float32
+    None, ndarray (C,) or ndarray (C, H, W)
     """
     if spec is None:
         return None
@@ -120,16 +143,16 @@ def load_mean(spec):
         arr = np.squeeze(arr)
         if arr.ndim == 2:
             arr = arr[None]  # a one-channel mean image
-        if arr.ndim == 1:
-            return arr.astype(np.float32)
-        if arr.ndim != 3:
+        if arr.ndim not in (1, 3):
             raise InputError(f"{path}: mean has shape {arr.shape}; expected (C, H, W) or per-channel (C,)")
-        return arr.astype(np.float32)
+        return arr.astype(dtype)
     arr = np.asarray(spec, dtype=np.float64)
+    if not isinstance(spec, np.ndarray):
+        arr = arr.astype(np.float32)
     if arr.ndim == 0:
-        return arr.reshape(1).astype(np.float32)
+        return arr.reshape(1).astype(dtype)
     if arr.ndim in (1, 3):
-        return arr.astype(np.float32)
+        return arr.astype(dtype)
     raise InputError(f"mean has shape {arr.shape}; expected {_MEAN_HINT}")
 
 
@@ -161,7 +184,7 @@ def _read_binaryproto(path):
         raise InputError(f"{path}: not a readable .binaryproto mean ({err})") from None
 
 
-def crop_mean(mean, channels: int, hw) -> np.ndarray | None:
+def crop_mean(mean, channels: int, hw, dtype=np.float32) -> np.ndarray | None:
     """Fit a loaded mean to a net input of ``channels`` x ``hw``.
 
     A per-channel mean becomes (C, 1, 1) (a scalar is repeated over channels); a mean
@@ -170,7 +193,7 @@ def crop_mean(mean, channels: int, hw) -> np.ndarray | None:
     """
     if mean is None:
         return None
-    mean = np.asarray(mean, dtype=np.float32)
+    mean = np.asarray(mean, dtype=dtype)
     h, w = (int(v) for v in hw)
     if mean.ndim == 3 and mean.shape[1:] == (1, 1):
         mean = mean.reshape(-1)  # already per channel (C, 1, 1)

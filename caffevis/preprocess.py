@@ -18,20 +18,24 @@ Pipeline of :meth:`Preprocessor.preprocess` (images are RGB in 0-255, as
 6. ``* input_scale`` (if set; LeNet 0.00390625);
 7. stacked into float32 NCHW.
 
-:meth:`Preprocessor.deprocess` inverts steps 3-6 for display.
+:meth:`Preprocessor.deprocess` inverts steps 3-6 for display. Steps 3-6 are the
+:class:`~caffevis.input_space.InputSpace`'s (the one object the viewer, optimizer, mining and
+renderers share).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError, SettingsError
-from .images import crop_mean, load_mean, square_crop, to_rgb
+from .errors import InputError
+from .images import square_crop, to_rgb
+from .input_space import InputSpace
 
 MODES = ("crop", "stretch", "offline")
 
 
 class Preprocessor:
-    """Turns RGB images into the net's input blob and back.
+    """Turns RGB images into the net's input blob and back: the geometry, then the values of
+    its :class:`~caffevis.input_space.InputSpace` (``space``).
 
     Parameters
     ----------
@@ -50,21 +54,14 @@ class Preprocessor:
         Default geometry: stretch instead of centre-crop (``static_file_stretch_mode``).
     offline_dims : (int, int)
         Resize size of the ``'offline'`` mode before its centre crop.
+    space : InputSpace, optional
+        The values, instead of ``channel_swap``, ``raw_scale``, ``mean`` and ``input_scale``.
     """
 
     def __init__(self, input_shape, channel_swap=(2, 1, 0), raw_scale=1.0, mean=None, input_scale=None,
-                 stretch=False, offline_dims=(256, 256)):
-        shape = tuple(int(v) for v in input_shape)
-        if len(shape) == 4:
-            shape = shape[1:]
-        if len(shape) != 3 or min(shape) < 1:
-            raise InputError(f"input shape {tuple(input_shape)}: expected (N, C, H, W) or (C, H, W)")
-        self.channels, self.height, self.width = shape
-        self.channel_swap = check_channel_swap(channel_swap, self.channels)
-        self.raw_scale = float(raw_scale)
-        self.input_scale = None if input_scale is None else float(input_scale)
-        self.mean = crop_mean(load_mean(mean) if not isinstance(mean, np.ndarray) else mean,
-                              self.channels, (self.height, self.width))
+                 stretch=False, offline_dims=(256, 256), space=None):
+        self.space = space or InputSpace.build(input_shape, mean, raw_scale, input_scale, channel_swap)
+        self.channels, self.height, self.width = self.space.shape
         self.stretch = bool(stretch)
         self.offline_dims = tuple(int(v) for v in offline_dims)
 
@@ -79,17 +76,7 @@ class Preprocessor:
             shape = (1,) + shape
         if settings.caffevis_data_hw:
             shape = shape[:2] + tuple(settings.caffevis_data_hw)
-        channels, hw = shape[1], shape[2:]
-        try:
-            swap = check_channel_swap(settings.caffe_net_channel_swap, channels)
-        except InputError as err:
-            raise SettingsError(f"{settings.where('caffe_net_channel_swap')}: caffe_net_channel_swap: {err}") from None
-        try:
-            mean = crop_mean(settings.data_mean(), channels, hw)
-        except InputError as err:
-            raise SettingsError(f"{settings.where('caffevis_data_mean')}: caffevis_data_mean: {err}") from None
-        return cls(shape, channel_swap=swap, raw_scale=settings.caffevis_raw_scale, mean=mean,
-                   input_scale=settings.caffevis_input_scale, stretch=settings.static_file_stretch_mode)
+        return cls(shape, space=InputSpace.from_settings(settings, shape), stretch=settings.static_file_stretch_mode)
 
     @property
     def input_hw(self):
@@ -143,22 +130,13 @@ class Preprocessor:
             x = to_rgb(x) if x.ndim == 2 or x.shape[2] in (1, 4) else x
             if x.shape[2] != self.channels:
                 raise InputError(f"image has {x.shape[2]} channels; the net takes {self.channels}")
-            chw = x.transpose(2, 0, 1)
-            if self.channel_swap is not None:
-                chw = chw[list(self.channel_swap)]
-        return self.scale_and_center(chw)
+            chw = self.space.swap_channels(x.transpose(2, 0, 1))
+        return self.space.to_net(chw)
 
     def scale_and_center(self, chw) -> np.ndarray:
-        """Raw scale, mean subtraction and input scale (float64 arithmetic, as Caffe's
-        Transformer) on (C, H, W) or (N, C, H, W) in the net's channel order; float32 out."""
-        out = np.asarray(chw).astype(np.float64)
-        if self.raw_scale != 1.0:
-            out *= self.raw_scale
-        if self.mean is not None:
-            out -= self.mean
-        if self.input_scale is not None:
-            out *= self.input_scale
-        return out.astype(np.float32)
+        """Raw scale, mean subtraction and input scale on values in net channel order
+        (:meth:`InputSpace.to_net`)."""
+        return self.space.to_net(chw)
 
     def preprocess(self, images, mode=None) -> np.ndarray:
         """RGB image(s) in 0-255 -> the net input, float32 (N, C, H, W).
@@ -183,52 +161,12 @@ class Preprocessor:
         return np.stack([self.transform(self.resize(im, mode)) for im in batch])
 
     def deprocess(self, blob, clip=True, rgb=True) -> np.ndarray:
-        """Input blob(s) -> image(s) for display: RGB float32 in 0-255, (H, W, 3) or (N, H, W, 3).
-
-        Inverts input_scale, the mean, raw_scale and the channel swap. 1-channel inputs
-        are repeated to RGB unless ``rgb=False`` (then (H, W, 1)). ``clip`` limits the
-        result to [0, 255].
-        """
-        x = np.asarray(blob, dtype=np.float64)
-        single = x.ndim == 3
-        if single:
-            x = x[None]
-        if x.ndim != 4 or x.shape[1:] != (self.channels, self.height, self.width):
-            raise InputError(f"blob has shape {np.asarray(blob).shape}; expected (N, {self.channels}, "
-                             f"{self.height}, {self.width})")
-        x = x.copy()
-        if self.input_scale is not None:
-            x /= self.input_scale
-        if self.mean is not None:
-            x += self.mean
-        if self.raw_scale != 1.0:
-            x /= self.raw_scale
-        if self.channel_swap is not None:
-            x = x[:, list(np.argsort(self.channel_swap))]
-        img = x.transpose(0, 2, 3, 1)
-        if self.channels == 1 and rgb:
-            img = np.repeat(img, 3, axis=3)
-        if clip:
-            img = np.clip(img, 0, 255)
-        img = img.astype(np.float32)
-        return img[0] if single else img
+        """Input blob(s) -> image(s) for display (:meth:`InputSpace.from_net`)."""
+        return self.space.from_net(blob, clip=clip, rgb=rgb)
 
     def mean_image(self) -> np.ndarray:
         """The mean as an input-sized (C, H, W) float32 array (zeros when there is none)."""
-        shape = (self.channels, self.height, self.width)
-        if self.mean is None:
-            return np.zeros(shape, np.float32)
-        return np.broadcast_to(self.mean, shape).astype(np.float32)
-
-
-def check_channel_swap(channel_swap, channels):
-    """The swap as a tuple, or None when there is nothing to swap (1 channel, identity, None)."""
-    if channels == 1 or channel_swap is None:
-        return None
-    swap = tuple(int(c) for c in channel_swap)
-    if sorted(swap) != list(range(channels)):
-        raise InputError(f"channel swap {list(swap)} is not a permutation of the net's {channels} input channels")
-    return None if swap == tuple(range(channels)) else swap
+        return self.space.mean_image()
 
 
 def _resize(image, height, width):

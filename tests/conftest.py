@@ -60,3 +60,13 @@ def session_cache(tmp_path_factory):
         os.environ.pop("CAFFEVIS_CACHE", None)
     else:
         os.environ["CAFFEVIS_CACHE"] = previous
+
+
+def assert_directional_derivatives(objective, x, grad, rng, label, bound, trials=3, eps=1e-6):
+    """``grad`` against float64 central differences of ``objective`` along ``trials`` random
+    directions ``v``: ``|fd - grad . v| <= bound(fd, grad, v)`` for each."""
+    for trial in range(trials):
+        v = rng.normal(size=x.shape)
+        fd = (objective(x + eps * v) - objective(x - eps * v)) / (2 * eps)
+        analytic = float((np.asarray(grad, np.float64) * v).sum())
+        assert abs(fd - analytic) <= bound(fd, grad, v), (label, trial, fd, analytic)

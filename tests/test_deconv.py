@@ -13,7 +13,8 @@ from caffevis.deconv import backward_numpy
 from caffevis.errors import InputError
 from caffevis.net import Net
 
-from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
+from conftest import (CASES, REPO, assert_directional_derivatives, fixture_arrays, fixture_net, rel_err,
+                      shared_path)
 
 TOL = 1e-4  # max abs error / reference max abs (fixtures README: gradients and deconvs)
 ZOO = f"{REPO}/tests/data/zoo_net.prototxt"
@@ -214,13 +215,8 @@ def _assert_matches_finite_differences(ref, x, target, seed, got, rng, label):
     def objective(xv):
         return float((ref.run([target], {"data": xv})[0] * seed).sum())
 
-    eps = 1e-6
-    for _ in range(3):
-        v = rng.normal(size=x.shape)
-        fd = (objective(x + eps * v) - objective(x - eps * v)) / (2 * eps)
-        analytic = float((got.astype(np.float64) * v).sum())
-        scale = float(np.abs(got * v).sum())
-        assert abs(fd - analytic) <= 1e-5 * scale, (label, fd, analytic)
+    assert_directional_derivatives(objective, x, got, rng, label,
+                                   bound=lambda fd, grad, v: 1e-5 * float(np.abs(grad * v).sum()))
 
 
 @pytest.mark.parametrize("blob", ["ip", "r3", "cat"])

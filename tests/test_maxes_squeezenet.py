@@ -61,7 +61,7 @@ def test_unit_jpg_vis_tree(sq, tmp_path):
     maker = PatchMaker(result)
     entries, crops = maker.unit("conv1", 1, kinds=("maxim", "deconv"))
     montage = cv2.imread(os.path.join(tree, "max_im", "conv1", "conv1_0001.jpg"))[:, :, ::-1].astype(float)
-    tile = to_uint8(render("maxim", crops["maxim"][0], maker.swap)).astype(float)
+    tile = to_uint8(render("maxim", crops["maxim"][0], maker.space)).astype(float)
     assert np.abs(montage[:7, :7] - tile).mean() < 6  # JPEG q95
     x = maker.inputs([entries[0][2]])[0]
     top, left, h, w = maker.fields["conv1"].region(1, *entries[0][4])

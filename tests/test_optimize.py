@@ -121,7 +121,7 @@ def test_clip_benefit_matches_reference(rng):
 
 def test_clip_to_pixel_range_and_initial_x(rng):
     mean = rng.uniform(90, 130, (3, 8, 8))
-    space = O.InputSpace(mean.copy())
+    space = O.InputSpace.build(mean.shape, mean.copy())
     x = rng.normal(0, 200, (3, 8, 8))
     got = O.clip_to_pixel_range(x, space)
     assert np.all(got + mean >= -1e-9) and np.all(got + mean <= 255 + 1e-9)
@@ -180,7 +180,7 @@ def reference_run(params, space, objective):
     x0 = x.copy()
     best, best_obj, obj_series, majority = None, None, [], None
     for ii in range(params.max_iter):
-        x = np.minimum(255.0, np.maximum(0.0, x + space.mean)) - space.mean
+        x = np.minimum(255.0, np.maximum(0.0, x + space.net_mean)) - space.net_mean
         acts, grads = objective(x[None], [(params.push_channel, 0, 0)], [params.push_dir])
         obj = acts[0][params.push_channel]
         obj_series.append(float(obj))
@@ -228,7 +228,7 @@ ALL_REGULARIZERS = dict(decay=0.01, blur_radius=0.8, blur_every=2, small_val_per
 @pytest.mark.parametrize("preset", [1, 2, 3, 4, "all"])
 def test_loop_matches_reference_on_linear_objective(preset):
     shape = (3, 16, 16)
-    space = O.InputSpace(np.random.RandomState(5).uniform(80, 140, shape))
+    space = O.InputSpace.build(shape, np.random.RandomState(5).uniform(80, 140, shape))
     objective = LinearObjective(shape)
     if preset == "all":
         params = O.OptimizeParams(push_layer="lin", push_channel=2, max_iter=9, rand_seed=3, **ALL_REGULARIZERS)
@@ -247,7 +247,7 @@ def test_loop_matches_reference_on_linear_objective(preset):
 
 def test_no_update_on_last_iteration_and_grad_zero_stop():
     shape = (3, 8, 8)
-    space = O.InputSpace(np.zeros(shape))
+    space = O.InputSpace.build(shape, np.zeros(shape))
     objective = LinearObjective(shape)
     r = O.optimize(FakeNet(shape), O.preset_params(3, push_layer="lin", push_channel=1, max_iter=1), space,
                    objective=objective)
@@ -436,8 +436,8 @@ def test_saved_images_undo_the_settings_channel_swap(net_swap, to_rgb):
 
     settings = SimpleNamespace(caffe_net_channel_swap=net_swap, caffevis_data_mean=None, caffevis_raw_scale=1.0,
                                caffevis_input_scale=None)
-    space = O.InputSpace.from_settings(settings, SimpleNamespace(input_shape=(1, 3, 2, 2)))
-    assert space.channel_swap_to_rgb == to_rgb
+    space = O.InputSpace.from_settings(settings, (1, 3, 2, 2))
+    assert space.describe()["channel_swap_to_rgb"] == list(to_rgb)
     rgb = np.array([10.0, 20.0, 30.0])
     net_input = rgb[list(net_swap or (0, 1, 2))][:, None, None] * np.ones((3, 2, 2))  # as Caffe's Transformer
     np.testing.assert_array_equal(O.to_display(net_input, space)[0, 0], rgb)

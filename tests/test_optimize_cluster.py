@@ -157,7 +157,7 @@ def lenet_space():
 
     settings = load_settings(LENET)
     net = settings.open_net()
-    return O.InputSpace.from_settings(settings, net), tuple(net.blob_shapes["ip2"][1:])
+    return O.InputSpace.from_settings(settings, net.input_shape), tuple(net.blob_shapes["ip2"][1:])
 
 
 def fail_on_unit_3(model, params_list, space, force_cpu=False, threads=0):

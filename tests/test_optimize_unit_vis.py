@@ -8,6 +8,7 @@ import pytest
 
 from caffevis import optimize as O
 from caffevis.mining import unit_vis as U
+from caffevis.mining.layout import crop_to_corner
 from caffevis.errors import SettingsError
 from caffevis.viewer import jpgvis
 from caffevis.viewer import tiles as T
@@ -86,3 +87,44 @@ def test_make_regularized_opt_tree_on_lenet(tmp_path):
     assert sprites[5].std() > 5
     with pytest.raises(SettingsError, match="rand_seed"):
         U.make_regularized_opt_tree(net, {"rand_seed": 1}, "ip2", [0], str(out), space=space, progress=False)
+
+
+def test_make_unit_vis_from_optimize_results_writes_the_same_tree(tmp_path, capsys):
+    """make-unit-vis --from-optimize DIR assembles regularized_opt/ from saved 'optimize --units' runs:
+    the same bytes as make-unit-vis --regularized optimizing those runs itself."""
+    from caffevis.cli import main
+
+    results = tmp_path / "results"
+    for preset in (1, 2, 3, 4):
+        for seed in (0, 1):
+            assert main(["optimize", "--settings", "lenet", "--push-layer", "ip2", "--units", "0-2", "--preset",
+                         str(preset), "--rand-seed", str(seed), "--max-iter", "4",
+                         "--output-prefix", str(results / f"p{preset}s{seed}")]) == 0
+
+    def tree(name, *extra):
+        out = tmp_path / name
+        assert main(["make-unit-vis", "-o", str(out), "--regularized", "--settings", "lenet", "--layers", "ip2",
+                     "--idx-end", "3", "--opt-seeds", "2", *extra]) == 0
+        return out / "regularized_opt" / "ip2"
+
+    made, assembled = tree("made", "--opt-max-iter", "4"), tree("assembled", "--from-optimize", str(results))
+    names = sorted(os.listdir(made))
+    assert names == sorted(os.listdir(assembled))
+    assert {"ip2_0000_montage.jpg", "ip2_0002_info.json", "whole_layer.jpg"} <= set(names)
+    for name in names:
+        assert (made / name).read_bytes() == (assembled / name).read_bytes(), name
+
+    # one default run (preset 3, seed 0) fills the quadrant the viewer crops and the sprite sheet
+    single = tmp_path / "single"
+    assert main(["optimize", "--settings", "lenet", "--push-layer", "ip2", "--units", "1", "--max-iter", "4",
+                 "--output-prefix", str(single / "opt")]) == 0
+    out = tmp_path / "one"
+    assert main(["make-unit-vis", "-o", str(out), "--settings", "lenet", "--layers", "ip2", "--idx-end", "3",
+                 "--from-optimize", str(single)]) == 1  # units 0 and 2 have no run
+    assert "unit 0: no saved optimize run" in capsys.readouterr().err
+    m = cv2.imread(str(out / "regularized_opt" / "ip2" / "ip2_0001_montage.jpg"))
+    assert m.shape == (2 * U.quadrant_size(28, 1),) * 2 + (3,)
+    assert crop_to_corner(m, 2).std() > 0 and crop_to_corner(m, 0).max() < 8  # black, up to JPEG noise
+    info = json.loads((out / "regularized_opt" / "ip2" / "ip2_0001_info.json").read_text())
+    assert [(r["preset"], r["rand_seed"]) for r in info["runs"]] == [(3, 0)]
+    assert not (out / "regularized_opt" / "ip2" / "ip2_0000_montage.jpg").exists()

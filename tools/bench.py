@@ -180,12 +180,13 @@ def bench_viewer(args):
 
 
 def bench_optimize(args):
-    from caffevis.optimize import InputSpace, benchmark
+    from caffevis.input_space import InputSpace
+    from caffevis.optimize import benchmark
     from caffevis.settings import load_settings
 
     net = caffenet()
     settings = load_settings(os.path.join(REPO, "settings", "caffenet.yaml"))
-    space = InputSpace.from_settings(settings, net)
+    space = InputSpace.from_settings(settings, net.input_shape)
     r = benchmark(net, "fc8", space, units=args.opt_units, iterations=args.opt_iters, batch_size=args.opt_units)
     print(f"optimize, CaffeNet fc8, preset 3, {r['iterations']} iterations x {r['units']} units, {r['provider']}")
     print(f"  {'seconds per 1000-iteration run (extrapolated)':<44s} {r['seconds_per_iteration'] * 1000:9.1f} s")
@@ -242,7 +243,8 @@ def bench_optimize_dask(args):
 
     from caffevis.cluster import model_for_workers
     from caffevis.net import Net
-    from caffevis.optimize import InputSpace, optimize_units, preset_params
+    from caffevis.input_space import InputSpace
+    from caffevis.optimize import optimize_units, preset_params
     from caffevis.optimize.cluster import optimize_units_dask
     from caffevis.settings import load_settings
 
@@ -250,7 +252,7 @@ def bench_optimize_dask(args):
     model = model_for_workers(settings)
     net = Net.load(model, force_cpu=True, threads=1)
     layer, n, iters, bs = "conv10", args.dask_units, args.opt_iters, args.dask_batch
-    space = InputSpace.from_settings(settings, net)
+    space = InputSpace.from_settings(settings, net.input_shape)
     shape = tuple(net.blob_shapes[layer][1:])
     params = [preset_params(3, push_layer=layer, push_channel=u, max_iter=iters) for u in range(n)]
     print(f"optimize on Dask, SqueezeNet {layer}, preset 3, {n} units x {iters} iterations, batch {bs}, "

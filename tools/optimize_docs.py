@@ -19,8 +19,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from caffevis.optimize import (InputSpace, optimize, preset_params, render_best_x, result_prefix,  # noqa: E402
-                               save_result, write_jpg)
+from caffevis.images import write_image  # noqa: E402
+from caffevis.input_space import InputSpace  # noqa: E402
+from caffevis.optimize import optimize, preset_params, render_best_x, result_prefix, save_result  # noqa: E402
 from caffevis.settings import load_settings  # noqa: E402
 
 SQUEEZENET_CLASSES = (130, 949, 980)  # flamingo (as the DeepVis doc's CaffeNet example), strawberry, volcano
@@ -41,7 +42,7 @@ def row(images, gap=GAP, value=255):
 def squeezenet_figures(out, runs, classes, max_iter=None, layer="conv10"):
     settings = load_settings(os.path.join(REPO, "settings", "squeezenet.yaml"))
     net = settings.open_net()
-    space = InputSpace.from_settings(settings, net)
+    space = InputSpace.from_settings(settings, net.input_shape)
     labels = settings.labels()
     lines = []
     for unit in classes:
@@ -59,7 +60,7 @@ def squeezenet_figures(out, runs, classes, max_iter=None, layer="conv10"):
                          f"{r.seconds:.0f} |")
         name = f"{unit:04d}" if layer == "conv10" else f"{layer}_{unit:04d}"
         path = os.path.join(out, f"optimize_squeezenet_{name}.jpg")
-        write_jpg(path, row(images))
+        write_image(path, row(images))
         print(f"wrote {path}", file=sys.stderr)
     print("| blob | class | preset | best obj | best iteration | majority iteration | meta result | seconds (batch of 4) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -71,7 +72,7 @@ def lenet_figure(out, runs):
 
     settings = load_settings(os.path.join(REPO, "settings", "lenet.yaml"))
     net = settings.open_net()
-    space = InputSpace.from_settings(settings, net)
+    space = InputSpace.from_settings(settings, net.input_shape)
     params = [preset_params(4, push_layer="ip2", push_channel=d, max_iter=200) for d in range(10)]
     results = optimize(net, params, space)
     tiles = []

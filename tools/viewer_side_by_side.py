@@ -64,7 +64,7 @@ def main(argv=None):
         acts = viewer.computer.forward(frame).blobs[args.layer][0]
         peak = acts.reshape(acts.shape[0], -1).max(axis=1)
         if jpg_dir:  # prefer units that have images in the tree
-            from caffevis.viewer.jpgvis import unit_paths
+            from caffevis.mining.layout import unit_paths
 
             has = np.array([os.path.isfile(unit_paths(jpg_dir, args.layer, u)[1]) for u in range(len(peak))])
             if has.any():

@@ -1,6 +1,6 @@
 """caffevis backward MODEL --input data.npy|IMAGE|DIR [--settings S.yaml] --blob B --diff diff.npy --mode M --lrn L -o grad.npy"""
 from ..io import load_npy, output_path
-from .forward import add_input_args, add_model_args, load_input
+from ._args import add_input_args, add_model_args, load_input
 
 
 def register(sub):

@@ -1,6 +1,8 @@
 """caffevis crop-max-patches MAXES.h5 --layer conv5 -o OUTDIR [--do-maxes --do-deconv ...]"""
 import sys
 
+from ._args import add_rerun_args
+
 DO_FLAGS = (("maxes", "maxim"), ("deconv", "deconv"), ("deconv-norm", "deconvnorm"), ("backprop", "backprop"),
             ("backprop-norm", "backpropnorm"))
 
@@ -27,16 +29,6 @@ def register(sub):
                    help="LRN rule of the deconv (default derivative, as the toolbox)")
     add_rerun_args(p)
     p.set_defaults(func=run)
-
-
-def add_rerun_args(p):
-    """Options of the commands that re-run the images of a maxes file."""
-    p.add_argument("--model", help="use this model instead of the one named in the file (moved files)")
-    p.add_argument("--datadir", help="folder the images are in now, if they moved since find-maxes (the "
-                                     "folder the list names are relative to, or the one holding the idx file)")
-    p.add_argument("--engine", choices=("onnx", "numpy"), default="onnx",
-                   help="backward engine: the exported ONNX graph (default, faster) or the NumPy deconvnet")
-    p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
 
 
 def run(args):

@@ -1,5 +1,5 @@
 """caffevis export-grad MODEL --from BLOB -o grad.onnx"""
-from .forward import add_model_args
+from ._args import add_model_args
 
 
 def register(sub):

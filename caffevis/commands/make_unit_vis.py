@@ -2,7 +2,7 @@
 import os
 import sys
 
-from .crop_max_patches import add_rerun_args
+from ._args import add_rerun_args
 
 
 def register(sub):
@@ -29,11 +29,15 @@ def register(sub):
     p.add_argument("--regularized", action="store_true",
                    help="also run the regularized optimizer: regularized_opt/<layer>/<layer>_NNNN_montage.jpg "
                         "and whole_layer.jpg (slow)")
+    p.add_argument("--from-optimize", metavar="DIR",
+                   help="build regularized_opt/ from the runs that 'caffevis optimize --units' saved in DIR "
+                        "(one output prefix per preset and seed) instead of optimizing; quadrant q shows preset "
+                        "q+1, cell k seed k, missing ones black")
     p.add_argument("--settings", help="settings YAML for --regularized (default: the model and preprocessing "
                                       "recorded in the maxes file)")
     p.add_argument("--opt-max-iter", type=int, help="--regularized: iterations per run (default: the presets')")
-    p.add_argument("--opt-seeds", type=int, default=9, help="--regularized: runs per preset (default 9: a 3x3 "
-                                                             "quadrant)")
+    p.add_argument("--opt-seeds", type=int, help="--regularized: runs per preset (default 9: a 3x3 quadrant; "
+                                                 "from saved runs: the seeds found)")
     p.add_argument("--scheduler", help="--regularized: run the optimizer's batches on Dask, 'local:N' (N processes "
                                        "here) or a running scheduler 'tcp://HOST:PORT'")
     add_rerun_args(p)
@@ -44,8 +48,14 @@ def run(args):
     from ..errors import InputError
     from ..mining.maxes import load_maxes
     from ..net import Net
-    from ..mining.patches import make_max_tree, montage_from_patch_dir, save_image, unit_jpg_path
+    from ..images import write_image
+    from ..mining.layout import unit_jpg_path
+    from ..mining.patches import make_max_tree, montage_from_patch_dir
 
+    if args.from_optimize:
+        if args.scheduler:
+            raise InputError("--from-optimize optimizes nothing: --scheduler does not apply")
+        args.regularized = True
     if args.maxes is None:
         return _regularized_only(args)
     result = load_maxes(args.maxes)
@@ -69,7 +79,7 @@ def run(args):
             for unit in units:
                 for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
                     img = montage_from_patch_dir(args.from_patches, layer, unit, kind, args.n, args.min_tile)
-                    save_image(unit_jpg_path(args.outdir, tree, layer, unit), img / 255.0)
+                    write_image(unit_jpg_path(args.outdir, tree, layer, unit), img)
                     count += 1
         else:
             count += len(make_max_tree(result, [layer], args.outdir, units=units, n=args.n, maker=maker,
@@ -134,12 +144,17 @@ def _settings_for(args, result):
 
 
 def _regularized(args, settings, layer, units, net=None):
-    """regularized_opt/<layer>/ via the optimizer's tree writer (caffevis.unit_vis)."""
-    from ..optimize import InputSpace
-    from ..mining.unit_vis import make_regularized_opt_tree
+    """regularized_opt/<layer>/ via the optimizer's tree writer (caffevis.mining.unit_vis)."""
+    from ..input_space import InputSpace
+    from ..mining.unit_vis import make_regularized_opt_tree, regularized_opt_tree_from_runs
 
     net = net or settings.open_net(force_cpu=True if args.cpu else None)
-    space = InputSpace.from_settings(settings, net)
+    if args.from_optimize:
+        done = regularized_opt_tree_from_runs(args.from_optimize, layer, list(units), args.outdir,
+                                              net.blob_shapes[layer][1], tuple(net.input_shape[2:]),
+                                              seeds=args.opt_seeds)
+        return _report(args, layer, done)
+    space = InputSpace.from_settings(settings, net.input_shape)
     params = {"max_iter": args.opt_max_iter} if args.opt_max_iter else settings
     model = None
     if args.scheduler:
@@ -148,7 +163,12 @@ def _regularized(args, settings, layer, units, net=None):
         parse_scheduler(args.scheduler)
         model = model_for_workers(settings)
     done = make_regularized_opt_tree(net, params, layer, list(units), args.outdir, space=space,
-                                     seeds=args.opt_seeds, scheduler=args.scheduler, model=model)
+                                     seeds=args.opt_seeds or 9, scheduler=args.scheduler, model=model)
+    return _report(args, layer, done)
+
+
+def _report(args, layer, done):
+    """Montages written; a layer with failed units sets the exit code 1."""
     if done["failed"]:
         print(f"caffevis make-unit-vis: {layer}: {len(done['failed'])} unit(s) failed and have no montage "
               f"(rerun to retry them)", file=sys.stderr)

@@ -11,7 +11,9 @@ import ast
 import os
 import sys
 
-from ..errors import InputError, SettingsError
+import numpy as np
+
+from ..errors import InputError, ModelError, SettingsError
 
 PARAM_FLAGS = ("start_at", "rand_seed", "push_layer", "push_channel", "push_spatial", "push_dir", "decay",
                "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
@@ -189,7 +191,7 @@ def param_overrides(args):
 
 def open_model(args):
     """(net, input space, settings or None) from --settings, MODEL and the original's flags."""
-    from ..optimize import InputSpace
+    from ..input_space import InputSpace, check_channel_swap
     from ..settings import load_settings, model_overrides
 
     overrides = {}
@@ -217,11 +219,19 @@ def open_model(args):
             raise SettingsError(f"--data-size: expected '(height,width)', got '{args.data_size}'")
         if tuple(size) != tuple(net.input_shape[2:]):
             raise InputError(f"--data-size {tuple(size)} differs from the net's input {tuple(net.input_shape[2:])}")
-    swap = parse_literal(args.channel_swap_to_rgb, "channel-swap-to-rgb") if args.channel_swap_to_rgb else None
-    space = InputSpace.from_settings(settings, net, channel_swap_to_rgb=swap)
-    if mean_given and mean is None and settings.caffevis_data_mean is not None:
-        space = InputSpace.build(net.input_shape, None, settings.caffevis_raw_scale, settings.caffevis_input_scale,
-                                 space.channel_swap_to_rgb or "auto")
+    if len(net.input_shape) != 4:
+        raise ModelError(f"the optimizer needs an image input (N, C, H, W); the net's input is {tuple(net.input_shape)}")
+    space = InputSpace.from_settings(settings, net.input_shape)
+    if args.channel_swap_to_rgb:
+        to_rgb = parse_literal(args.channel_swap_to_rgb, "channel-swap-to-rgb")
+        try:
+            to_rgb = check_channel_swap(to_rgb, space.channels)  # a permutation of the channels (None: identity)
+        except (InputError, TypeError, ValueError) as err:
+            raise SettingsError(f"--channel-swap-to-rgb: {err}") from None
+        # the space keeps the forward swap: net channel i = image channel swap[i]
+        space = space.replace(channel_swap=None if to_rgb is None else tuple(int(i) for i in np.argsort(to_rgb)))
+    if mean_given and mean is None:
+        space = space.replace(mean=None)  # '--mean None' takes the settings' mean away
     return net, space, settings
 
 

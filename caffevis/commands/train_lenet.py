@@ -2,6 +2,7 @@
 import os
 
 from ..paths import REPO_ROOT
+from ._args import add_mnist_args, mnist_dir
 
 #: The shipped weights (the viewer's default model); replaced only with --force or ``-o`` naming them.
 SHIPPED_DIR = os.path.join(REPO_ROOT, "model_zoo", "lenet")
@@ -31,26 +32,6 @@ def register(sub):
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def add_mnist_args(p):
-    """``--mnist DIR`` and ``--settings FILE`` (its ``mnist_dir``): where the idx files are."""
-    p.add_argument("--mnist", default=None, help="folder with the MNIST idx files (default: mnist_dir of "
-                                                  "--settings, else $CAFFEVIS_MNIST, else ../shared/data/mnist)")
-    p.add_argument("--settings", help="settings YAML whose mnist_dir names the MNIST folder")
-
-
-def mnist_dir(args):
-    """The MNIST folder of :func:`add_mnist_args`' flags (None: :func:`caffevis.lenet.mnist.default_directory`)."""
-    if args.mnist:
-        return args.mnist
-    if args.settings:
-        from ..settings import load_settings
-
-        settings = load_settings(args.settings)
-        if not settings.where("mnist_dir").endswith("default"):
-            return settings.mnist_dir
-    return None
 
 
 def output_dir(args):

@@ -2,7 +2,7 @@
 import os
 
 from ..paths import REPO_ROOT
-from .train_lenet import add_mnist_args, mnist_dir
+from ._args import add_mnist_args, mnist_dir
 
 DEFAULT_MODEL = os.path.join(REPO_ROOT, "model_zoo", "lenet", "lenet.prototxt") + ":" + \
     os.path.join(REPO_ROOT, "model_zoo", "lenet", "lenet.caffemodel")

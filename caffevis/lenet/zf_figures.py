@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..imaging import to_uint8
+from ..imaging import norm01_by_peak, norm01c_by_peak, to_uint8
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, BLACK, GREY = 255, 0, 128
@@ -81,22 +81,6 @@ def projections(net, x, blob, units, lrn="identity"):
 
 
 # -- rendering -----------------------------------------------------------------------
-def norm01c(a):
-    """Signed values to [0, 1] with 0 at 0.5, scaled by the largest magnitude."""
-    a = np.asarray(a, np.float64)
-    m = float(np.abs(a).max())
-    return np.full(a.shape, 0.5) if m == 0 else 0.5 + a / (2 * m)
-
-
-def norm01(a):
-    """Non-negative values to [0, 1] by their maximum (negatives, if any, signed)."""
-    a = np.asarray(a, np.float64)
-    if a.min() < 0:
-        return norm01c(a)
-    m = float(a.max())
-    return np.zeros(a.shape) if m == 0 else a / m
-
-
 def as_maps(value):
     """A blob value of one image as a stack of 2-D maps: (C, H, W) stays; a vector (C,)
     becomes C 1×1 maps."""
@@ -136,7 +120,7 @@ def activation_grid(value, cell=48, max_width=900):
     on a mid-grey background (so white and black cells both show). Vectors of up to 20
     units are captioned with their index (the class, for a classifier's last layers)."""
     maps = as_maps(value)
-    img = to_uint8(norm01(maps))
+    img = to_uint8(norm01_by_peak(maps))
     vector = maps.shape[1:] == (1, 1)
     factor = (14 if len(maps) > 100 else 32) if vector else max(1, cell // max(maps.shape[1:]))
     cells = np.stack([upscale(m, factor) for m in img])
@@ -168,15 +152,15 @@ def caption_below(img, text, scale=0.4):
 def input_image(x):
     """One preprocessed input (C, H, W) as grey (C = 1) or as the channel stack's mean."""
     x = np.asarray(x)
-    return to_uint8(norm01(x[0] if x.shape[0] == 1 else x.mean(axis=0)))
+    return to_uint8(norm01_by_peak(x[0] if x.shape[0] == 1 else x.mean(axis=0)))
 
 
 def projection_tiles(proj, units, factor=3):
-    """Each projection (C, H, W) rendered with 0 as grey (``norm01c``), captioned with the
+    """Each projection (C, H, W) rendered with 0 as grey (``norm01c_by_peak``), captioned with the
     unit number and its activation."""
     tiles = []
     for p, u in zip(proj, units):
-        img = to_uint8(norm01c(p[0] if p.shape[0] == 1 else p.mean(axis=0)))
+        img = to_uint8(norm01c_by_peak(p[0] if p.shape[0] == 1 else p.mean(axis=0)))
         tiles.append(caption_below(upscale(img, factor), f"#{u.channel} {u.activation:.2f}"))
     return tiles
 

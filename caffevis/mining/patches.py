@@ -22,8 +22,10 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import InputError
+from ..images import write_image
 from ..imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
 from ..receptive import crop_region, net_fields
+from .layout import unit_jpg_path
 
 KINDS = ("maxim", "deconv", "deconvnorm", "backprop", "backpropnorm")
 #: Grey of the lines between montage tiles (as in the toolbox's published screenshot).
@@ -32,40 +34,22 @@ MONTAGE_GAP = 2
 
 
 # -- pure rendering ----------------------------------------------------------------------
-def to_display(chw, channel_swap=None):
-    """(C, H, W) in the net's channel order -> (H, W, 3) RGB, or (H, W) for one channel."""
+def to_display(chw, space=None):
+    """(C, H, W) in the net's channel order -> (H, W, 3) RGB (the order of ``space``, an
+    :class:`~caffevis.input_space.InputSpace`), or (H, W) for one channel."""
     chw = np.asarray(chw)
     if chw.ndim == 2:
         return chw
     if chw.shape[0] == 1:
         return chw[0]
-    swap = list(channel_swap) if channel_swap else [2, 1, 0]
-    rgb = np.empty_like(chw)
-    rgb[swap] = chw  # input channel i holds image channel swap[i]
-    return rgb.transpose(1, 2, 0)
+    return space.to_rgb(chw)
 
 
-def render(kind, crop, channel_swap=None):
+def render(kind, crop, space=None):
     """The display image (float in [0, 1]) of one crop of the given kind."""
     if kind.endswith("norm"):
         return norm01(np.linalg.norm(np.asarray(crop, np.float64), axis=0))
-    return norm01c(to_display(crop, channel_swap), 0.0)
-
-
-def save_image(path, img01, quality=95):
-    """Write a [0, 1] RGB or grey image (PNG or JPEG by the name)."""
-    import cv2
-
-    img = to_uint8(img01)
-    if img.ndim == 3:
-        img = np.ascontiguousarray(img[:, :, ::-1])
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    ext = os.path.splitext(path)[1].lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, img, params)
-    if not ok:
-        raise InputError(f"{path}: cannot encode an image with extension '{ext}'")
-    buf.tofile(path)
+    return norm01c(to_display(crop, space), 0.0)
 
 
 def montage(tiles, rows=3, cols=3, gap=MONTAGE_GAP, gap_colour=MONTAGE_GAP_COLOUR, size=None):
@@ -138,7 +122,7 @@ class PatchMaker:
                              f"(moved images: give --datadir)")
         self.prepare = make_preparer(self.job, self.net)
         self.fields = net_fields(self.net)
-        self.swap = self.job.preprocess.get("channel_swap")
+        self.space = self.prepare.space  # the scan's input space: crops are shown in its channel order
         self.lrn, self.engine = lrn, engine
         self.warn = warn or (lambda msg: print(f"caffevis: {msg}", file=sys.stderr))
         self.cache = cache
@@ -294,7 +278,7 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
         for kind in kinds:
             base = kind[:-4] if kind.endswith("norm") else kind
             for e, crop in zip(entries, crops.get(base, [])):
-                save_image(os.path.join(unit_dir, f"{kind}_{e[0]:03d}.png"), render(kind, crop, maker.swap))
+                write_image(os.path.join(unit_dir, f"{kind}_{e[0]:03d}.png"), to_uint8(render(kind, crop, maker.space)))
         if info:
             with open(os.path.join(unit_dir, "info.txt"), "w", encoding="utf-8") as f:
                 f.write(INFO_HEADER + "\n")
@@ -304,11 +288,6 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
 
 
 # -- the viewer's tree -------------------------------------------------------------------
-def unit_jpg_path(root, kind, layer, unit):
-    """``<root>/<kind>/<layer>/<layer>_NNNN.jpg`` (kind: max_im, max_deconv), the viewer's names."""
-    return os.path.join(root, kind, layer, f"{layer}_{unit:04d}.jpg")
-
-
 def tile_size(field_hw, min_tile=64):
     """Montage tile (h, w) for crops of ``field_hw``: the field, enlarged by the smallest
     whole factor that brings it to ``min_tile`` pixels (0: never enlarged)."""
@@ -340,9 +319,9 @@ def make_max_tree(result, layers, root, units=None, n=9, maker=None, progress=Tr
                          unit="unit", disable=not progress, file=sys.stderr):
             entries, crops = maker.unit(layer, unit, n, kinds=("maxim", "deconv"))
             for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
-                tiles = [render(kind, c, maker.swap) for c in crops.get(kind, [])]
+                tiles = [render(kind, c, maker.space) for c in crops.get(kind, [])]
                 path = unit_jpg_path(root, tree, layer, unit)
-                save_image(path, montage(tiles, size=size) / 255.0)
+                write_image(path, montage(tiles, size=size))
                 written.append(path)
     return written
 

@@ -221,7 +221,8 @@ def preprocess_from_settings(settings) -> dict:
 
 
 def make_preparer(job: ScanJob, net):
-    """A function raw image -> (C, H, W) float32 net input, from ``job.preprocess``.
+    """A function raw image -> (C, H, W) float32 net input, from ``job.preprocess``; its ``space``
+    attribute is the :class:`~caffevis.input_space.InputSpace` it applies.
 
     Built on :class:`caffevis.preprocess.Preprocessor`. Keys of ``job.preprocess`` (all
     optional): ``mean`` (None, a number, a per-channel list in net channel order, or a
@@ -257,14 +258,16 @@ def make_preparer(job: ScanJob, net):
             if imgs.shape[1:] != (h, w) or c != 1:
                 raise InputError(f"{job.source['path']}: idx images are {imgs.shape[1:]}; "
                                  f"the net takes ({c}, {h}, {w})")
-            return pre.scale_and_center(imgs[:, None].astype(np.float32))
+            return pre.space.to_net(imgs[:, None].astype(np.float32))
 
         prepare_digit.many = prepare_digits
+        prepare_digit.space = pre.space
         return prepare_digit
 
     def prepare_image(rgb):
         return pre.transform(pre.resize(rgb, geometry))
 
+    prepare_image.space = pre.space  # the one input space of this scan (renderers read its channel order)
     return prepare_image
 
 

@@ -33,14 +33,14 @@ import sys
 import numpy as np
 
 from ..errors import InputError, SettingsError
+from ..images import write_image
+from ..input_space import InputSpace
 from ..io import atomic_path
-from ..optimize import (BATCH_INVARIANT_ROWS, InputSpace, OptimizeParams, UnitObjective, optimize, preset_params,
-                       push_unit_for, render_best_x, write_jpg)
-from ..viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
+from ..optimize import (BATCH_INVARIANT_ROWS, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
+                        render_best_x)
+from .layout import LARGE_PAD, SMALL_PAD, crop_to_corner, info_path, montage_path, regularized_dir, whole_layer_path
 
 MONTAGE_PRESETS = (1, 2, 3, 4)
-SMALL_PAD = 1
-LARGE_PAD = 2
 SPRITE_PRESET = 3
 
 
@@ -112,19 +112,6 @@ def make_sprite_sheet(sprites, n, sprite_shape):
     return out
 
 
-# -- paths ----------------------------------------------------------------------------------------
-def layer_dir(outdir, layer):
-    return os.path.join(outdir, "regularized_opt", layer)
-
-
-def montage_path(outdir, layer, unit):
-    return os.path.join(layer_dir(outdir, layer), f"{layer}_{unit:04d}_montage.jpg")
-
-
-def info_path(outdir, layer, unit):
-    return os.path.join(layer_dir(outdir, layer), f"{layer}_{unit:04d}_info.json")
-
-
 # -- the driver -----------------------------------------------------------------------------------
 def _resolve(net, settings_or_params, space):
     """(overrides dict, InputSpace) from a Settings object or a mapping of parameter overrides."""
@@ -132,7 +119,7 @@ def _resolve(net, settings_or_params, space):
     if settings_or_params is None:
         pass
     elif hasattr(settings_or_params, "caffevis_data_mean"):  # a caffevis.settings.Settings
-        space = space or InputSpace.from_settings(settings_or_params, net)
+        space = space or InputSpace.from_settings(settings_or_params, net.input_shape)
     elif isinstance(settings_or_params, OptimizeParams):
         overrides = {k: v for k, v in settings_or_params.as_dict().items()
                      if k in ("start_at", "push_dir", "push_spatial", "max_iter")}
@@ -206,7 +193,7 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
         push_unit_for(jobs_of[u][0], objective.blob_shape)  # validate every unit before any work
     skipped = [u for u in units if os.path.exists(montage_path(outdir, layer, u)) and not brave]
     todo = [u for u in units if u not in skipped]
-    os.makedirs(layer_dir(outdir, layer), exist_ok=True)
+    os.makedirs(regularized_dir(outdir, layer), exist_ok=True)
     per_unit = len(presets) * seeds
     batches_of = _plan_batches(todo, jobs_of, per_unit, batch_size)
     write = functools.partial(_write_unit, outdir, layer, presets=presets, seeds=seeds, grid=grid,
@@ -295,23 +282,99 @@ def _run_on_cluster(model, force_cpu, space, jobs_of, batches_of, scheduler, wri
     return done, sorted(failed)
 
 
-def _write_unit(outdir, layer, unit, results, *, presets, seeds, grid, cell_shape, space):
+def regularized_opt_tree_from_runs(results_dir, layer, units, outdir, n_channels, cell_shape, *, seeds=None,
+                                   brave=False, write_whole_layer=True):
+    """The regularized_opt tree of ``layer`` from saved ``caffevis optimize`` runs, optimizing nothing.
+
+    ``results_dir`` holds the files of one or more ``caffevis optimize --units ... --preset P
+    [--rand-seed S] --output-prefix results_dir/NAME`` runs (one NAME per preset and seed, so
+    their files do not collide). Quadrant q of a unit's montage shows preset q + 1 and cell k
+    seed k, from the runs' ``info.h5`` best images, laid out exactly as
+    :func:`make_regularized_opt_tree` lays out its own runs: for the same runs both write the
+    same files. Presets and seeds without a run stay black (one default ``optimize --units
+    all`` run, preset 3 seed 0, fills the quadrant the viewer shows and ``whole_layer.jpg``).
+    A unit with no run at all gets no montage and is listed in ``failed``.
+
+    Parameters
+    ----------
+    seeds : int, optional
+        Cells per quadrant (default: the highest seed found + 1).
+
+    Returns
+    -------
+    dict as :func:`make_regularized_opt_tree`'s.
+    """
+    from ..optimize.outputs import load_run
+
+    presets = MONTAGE_PRESETS
+    found = _saved_runs(results_dir, layer)
+    if seeds is None:
+        seeds = max((s for (_, _, s) in found), default=0) + 1
+    grid = int(math.ceil(math.sqrt(seeds)))
+    units = [int(u) for u in units]
+    skipped = [u for u in units if os.path.exists(montage_path(outdir, layer, u)) and not brave]
+    done, failed = [], []
+    os.makedirs(regularized_dir(outdir, layer), exist_ok=True)
+    for u in (u for u in units if u not in skipped):
+        runs = [load_run(found[(u, p, s)]) if (u, p, s) in found else None for p in presets for s in range(seeds)]
+        stored = [r for r in runs if r is not None]
+        if not stored:
+            print(f"caffevis: {layer} unit {u}: no saved optimize run in {results_dir}", file=sys.stderr)
+            failed.append(u)
+            continue
+        space_record = stored[0][1].get("input_space") or {}
+        to_rgb = space_record.get("channel_swap_to_rgb")
+        swap = None if not to_rgb else tuple(int(i) for i in np.argsort(to_rgb))
+        space = InputSpace.build(stored[0][0].best_x.shape, channel_swap=swap)  # only its channel order is used
+        _write_unit(outdir, layer, u, [r and r[0] for r in runs], presets=presets, seeds=seeds, grid=grid,
+                    cell_shape=cell_shape, space=space, space_record=space_record)
+        done.append(u)
+    whole = write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets) if write_whole_layer else None
+    return {"done": done, "skipped": skipped, "failed": failed,
+            "montages": [montage_path(outdir, layer, u) for u in units],
+            "whole_layer": whole, "grid": grid, "presets": list(presets)}
+
+
+def _saved_runs(results_dir, layer) -> dict:
+    """{(unit, preset, rand_seed): prefix} of the finished optimize runs of ``layer`` in a folder."""
+    if not os.path.isdir(results_dir):
+        raise InputError(f"{results_dir}: not a folder of optimize results")
+    found = {}
+    for name in sorted(os.listdir(results_dir)):
+        if not name.endswith("info.json"):
+            continue
+        path = os.path.join(results_dir, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            params = record["params"]
+            key = (int(params["push_channel"]), record.get("preset"), int(params["rand_seed"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an optimize result
+        if params.get("push_layer") == layer and key[1] in MONTAGE_PRESETS:
+            found.setdefault(key, path[:-len("info.json")])
+    return found
+
+
+def _write_unit(outdir, layer, unit, results, *, presets, seeds, grid, cell_shape, space, space_record=None):
     quadrants = []
     for qi in range(len(presets)):
         runs = results[qi * seeds:(qi + 1) * seeds]
-        quadrants.append([render_best_x(r.best_x, space) if r.best_x is not None else None for r in runs])
+        quadrants.append([render_best_x(r.best_x, space) if r is not None and r.best_x is not None else None
+                          for r in runs])
     record = {"layer": layer, "unit": unit, "grid": grid, "seeds": seeds,
               "quadrants": {str(q): f"preset {p}" for q, p in enumerate(presets)},
               "runs": [{"preset": presets[i // seeds], "rand_seed": r.params.rand_seed,
                         "push_unit": list(r.push_unit), "best_obj": r.best_obj, "best_ii": r.best_ii,
                         "majority_ii": r.majority_ii, "meta_result": r.meta_result,
-                        "iterations": len(r.ii), "params": r.params.as_dict()} for i, r in enumerate(results)],
-              "input_space": space.describe()}
+                        "iterations": len(r.ii), "params": r.params.as_dict()}
+                       for i, r in enumerate(results) if r is not None],
+              "input_space": space_record or space.describe()}
     path = info_path(outdir, layer, unit)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     # the montage is written last: its presence marks the unit as done
-    write_jpg(montage_path(outdir, layer, unit), make_montage(quadrants, grid, cell_shape))
+    write_image(montage_path(outdir, layer, unit), make_montage(quadrants, grid, cell_shape))
 
 
 def write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets=MONTAGE_PRESETS):
@@ -331,6 +394,6 @@ def write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets=MONTA
         found += 1
     if not found:
         return None
-    path = os.path.join(layer_dir(outdir, layer), "whole_layer.jpg")
-    write_jpg(path, make_sprite_sheet(sprites, n_channels, cell_shape))
+    path = whole_layer_path(outdir, layer)
+    write_image(path, make_sprite_sheet(sprites, n_channels, cell_shape))
     return path

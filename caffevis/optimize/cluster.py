@@ -18,15 +18,17 @@ from __future__ import annotations
 import functools
 import sys
 
-from .loop import (BATCH_INVARIANT_ROWS, DEFAULT_PREFIX, DEFAULT_TEMPLATE, InputSpace, optimize, plan_runs,
-                       planned_prefix, push_unit_for, save_run)
+from ..input_space import InputSpace
+from .loop import BATCH_INVARIANT_ROWS, optimize, push_unit_for
+from .outputs import DEFAULT_PREFIX, DEFAULT_TEMPLATE, planned_prefix
+from .units import plan_runs, save_run
 
 
 @functools.lru_cache(maxsize=4)
 def worker_objective(model: str, layer: str, force_cpu: bool, threads: int):
     """The net and unit objective of this worker process, built on its first batch."""
     from ..net import Net
-    from .loop import UnitObjective
+    from .objective import UnitObjective
 
     net = Net.load(model, force_cpu=force_cpu, threads=threads)
     return net, UnitObjective(net, layer)

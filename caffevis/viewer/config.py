@@ -29,11 +29,16 @@ class ViewerConfig:
     tuples, ``*_face`` keys OpenCV font ids. Also: ``window_panes`` (name -> (i, j, h, w)),
     ``window_shape`` (H, W), ``pretty_name(blob)``, ``settings`` (the wrapped
     :class:`~caffevis.settings.Settings`) and the viewer-only ``caffevis_back_lrn``
-    ('derivative', DeepVis's LRN rule in deconv).
+    ('derivative', DeepVis's LRN rule in deconv). ``input_space`` (an extra the launcher
+    passes: the preprocessor's :class:`~caffevis.input_space.InputSpace`) is what the
+    renderers ask for the net input's channel order; :meth:`input_space_for` builds one from
+    the settings when it was not given.
     """
 
     def __init__(self, settings: Settings, **extras):
         self.settings = settings
+        self.input_space = None
+        self._spaces = {}
         for key, spec in KEYS.items():
             value = getattr(settings, key)
             if spec.kind in _COLOR_KINDS:
@@ -64,6 +69,17 @@ class ViewerConfig:
     def from_overrides(cls, path=None, **overrides):
         """Load ``path`` (or the defaults) with DeepVis-key overrides; for scripts and tests."""
         return cls(load_settings(path, overrides))
+
+    def input_space_for(self, input_shape):
+        """The input space of a net input of ``input_shape`` ((C, H, W) or (N, C, H, W))."""
+        shape = tuple(input_shape)[-3:]
+        if self.input_space is not None and self.input_space.shape == shape:
+            return self.input_space
+        if shape not in self._spaces:
+            from ..input_space import InputSpace
+
+            self._spaces[shape] = InputSpace.from_settings(self.settings, shape)
+        return self._spaces[shape]
 
     def pane(self, name):
         """(i, j, h, w) of a pane, or None when the layout has no such pane."""

@@ -9,7 +9,6 @@ Layout (DeepVis's, produced by caffevis's optimizer and max-mining tools)::
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..images import read_bgr_or_none
+from ..mining.layout import crop_to_corner, unit_paths, whole_layer_path
 from . import tiles as T
 from .worker import HeartbeatWorker
 
@@ -61,17 +61,6 @@ class FIFOLimitedArrayCache:
         return len(self._items)
 
 
-def unit_paths(root, layer, unit):
-    """The three files of a unit: optimized montage, top-9 patches, their deconvs."""
-    return (os.path.join(root, "regularized_opt", layer, f"{layer}_{unit:04d}_montage.jpg"),
-            os.path.join(root, "max_im", layer, f"{layer}_{unit:04d}.jpg"),
-            os.path.join(root, "max_deconv", layer, f"{layer}_{unit:04d}.jpg"))
-
-
-def whole_layer_path(root, layer):
-    return os.path.join(root, "regularized_opt", layer, "whole_layer.jpg")
-
-
 def load_unit_stack(root, layer, unit, pane_hw, stack_vert=True):
     """The jpgvis pane image of a unit (BGR uint8), or NOT_FOUND when no file exists.
 
@@ -87,7 +76,7 @@ def load_unit_stack(root, layer, unit, pane_hw, stack_vert=True):
             continue
         if k == 0:
             try:
-                img = T.crop_to_corner(img, 2)
+                img = crop_to_corner(img, 2)
             except ValueError:
                 pass  # not a 2x2 montage: show it whole
         parts.append(cv2.resize(img, (part_hw[1], part_hw[0]), interpolation=cv2.INTER_AREA))

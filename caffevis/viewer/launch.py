@@ -73,6 +73,7 @@ def build_viewer(settings, images=None, image_list=None, video=None, camera=None
     net = net or settings.open_net(force_cpu=force_cpu)
     settings.check_net(net)
     preprocessor = Preprocessor.from_settings(settings, net.input_shape)
+    config.input_space = preprocessor.space  # what the renderers ask for the channel order
     labels = settings.labels()
     is_digit_net = len(net.input_shape) == 4 and net.input_shape[1] == 1
     notes = []

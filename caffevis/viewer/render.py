@@ -163,21 +163,19 @@ def draw_input(pane, images, config):
     pane[...] = cv2.resize(np.ascontiguousarray(frame), (pane.shape[1], pane.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def net_to_bgr(chw, channel_swap):
-    """(C, H, W) in the net's channel order -> (H, W, C) BGR for display (C in {1, 3})."""
-    hwc = np.asarray(chw, np.float32).transpose(1, 2, 0)
-    if hwc.shape[2] != 3:
+def net_to_bgr(chw, space):
+    """(C, H, W) in the net's channel order -> (H, W, C) BGR for display (C in {1, 3}); the
+    channel order is the input space's (:meth:`caffevis.input_space.InputSpace.to_rgb`)."""
+    chw = np.asarray(chw, np.float32)
+    if chw.shape[0] != 3:
+        hwc = chw.transpose(1, 2, 0)
         return hwc[..., :1] if hwc.shape[2] != 1 else hwc
-    if channel_swap is not None and len(channel_swap) == 3:
-        rgb = hwc[..., np.argsort(channel_swap)]
-    else:
-        rgb = hwc
-    return rgb[..., ::-1]
+    return space.to_rgb(chw)[..., ::-1]
 
 
 def back_image(back, config, filt):
     """The back pane's image (uint8 BGR) from a back result."""
-    diff = net_to_bgr(back.input_diff, config.caffe_net_channel_swap)
+    diff = net_to_bgr(back.input_diff, config.input_space_for(back.input_diff.shape))
     img = T.back_filter(diff, filt, config.caffevis_grad_norm_blur_radius)
     img = T.to_uint8(img)
     if img.ndim == 2 or img.shape[2] == 1:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .. import imaging
+from ..mining.layout import crop_to_corner  # noqa: F401  (the montage reader, with the file layout)
 from ..imaging import to_uint8  # noqa: F401  (re-exported for the renderers)
 
 #: the layers pane's back-diff colours: negative -> red, positive -> green (BGR).
@@ -199,18 +200,3 @@ def split_square_sprites(img, n):
     grid = img[:side * sh, :side * sw].reshape(side, sh, side, sw, *img.shape[2:])
     grid = np.swapaxes(grid, 1, 2).reshape(side * side, sh, sw, *img.shape[2:])
     return grid[:n]
-
-
-def crop_to_corner(img, corner, small_padding=1, large_padding=2):
-    """One quadrant of a 2x2 montage: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right.
-
-    Each quadrant is trimmed by ``small_padding + large_padding`` pixels on every side
-    (the padding between and around the montages of the unit_jpg_vis files).
-    """
-    h, w = img.shape[:2]
-    if h != w or h % 2:
-        raise ValueError(f"montage {w}x{h}: expected a square with an even side")
-    half = h // 2
-    trim = small_padding + large_padding
-    top, left = (corner // 2) * half, (corner % 2) * half
-    return img[top + trim:top + half - trim, left + trim:left + half - trim]

@@ -1,0 +1,63 @@
+"""The unit_jpg_vis file tree: what ``make-unit-vis`` writes and the viewer's jpgvis pane reads.
+
+::
+
+    <root>/max_im/<L>/<L>_NNNN.jpg              top-9 patches of unit NNNN of layer L
+    <root>/max_deconv/<L>/<L>_NNNN.jpg          their deconvolutions
+    <root>/regularized_opt/<L>/<L>_NNNN_montage.jpg   2x2 montage of optimized images
+    <root>/regularized_opt/<L>/<L>_NNNN_info.json     how that montage was made
+    <root>/regularized_opt/<L>/whole_layer.jpg        one optimized image per unit (sprites)
+
+A montage is four quadrants; each is trimmed by ``SMALL_PAD + LARGE_PAD`` pixels on every
+side when cut out (:func:`crop_to_corner`, DeepVis' reader), so writers lay cells out for it.
+"""
+from __future__ import annotations
+
+import os
+
+#: Padding around each montage cell, and around each quadrant.
+SMALL_PAD = 1
+LARGE_PAD = 2
+MAX_TREES = ("max_im", "max_deconv")
+REGULARIZED_TREE = "regularized_opt"
+
+
+def unit_jpg_path(root, kind, layer, unit):
+    """``<root>/<kind>/<layer>/<layer>_NNNN.jpg`` (kind: max_im, max_deconv)."""
+    return os.path.join(root, kind, layer, f"{layer}_{unit:04d}.jpg")
+
+
+def regularized_dir(root, layer):
+    return os.path.join(root, REGULARIZED_TREE, layer)
+
+
+def montage_path(root, layer, unit):
+    return os.path.join(regularized_dir(root, layer), f"{layer}_{unit:04d}_montage.jpg")
+
+
+def info_path(root, layer, unit):
+    return os.path.join(regularized_dir(root, layer), f"{layer}_{unit:04d}_info.json")
+
+
+def whole_layer_path(root, layer):
+    return os.path.join(regularized_dir(root, layer), "whole_layer.jpg")
+
+
+def unit_paths(root, layer, unit):
+    """The three files of a unit: optimized montage, top-9 patches, their deconvs."""
+    return (montage_path(root, layer, unit),) + tuple(unit_jpg_path(root, kind, layer, unit) for kind in MAX_TREES)
+
+
+def crop_to_corner(img, corner, small_padding=SMALL_PAD, large_padding=LARGE_PAD):
+    """One quadrant of a 2x2 montage: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right.
+
+    Each quadrant is trimmed by ``small_padding + large_padding`` pixels on every side
+    (the padding between and around the montages of the unit_jpg_vis files).
+    """
+    h, w = img.shape[:2]
+    if h != w or h % 2:
+        raise ValueError(f"montage {w}x{h}: expected a square with an even side")
+    half = h // 2
+    trim = small_padding + large_padding
+    top, left = (corner // 2) * half, (corner % 2) * half
+    return img[top + trim:top + half - trim, left + trim:left + half - trim]
