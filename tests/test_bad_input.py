@@ -470,7 +470,8 @@ def _damaged(kind, good, rng):
 def test_unreadable_images_are_skipped_recorded_and_resumed(lenet_net, tmp_path_factory, damage, seed):
     from caffevis.images import read_image
     from caffevis.mining.maxes import load_maxes
-    from caffevis.mining.scan import ScanJob, run_scan, source_spec
+    from caffevis.mining.scan import ScanJob, run_scan
+    from caffevis.mining.sources import source_spec
 
     folder = tmp_path_factory.mktemp("imgs")
     rng = np.random.default_rng(seed)

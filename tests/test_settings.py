@@ -263,3 +263,19 @@ def test_shipped_settings_by_name(tmp_path, monkeypatch):
     by_name = load_settings("squeezenet")
     assert by_name.source.endswith(os.path.join("settings", "squeezenet.yaml"))
     assert load_settings("lenet.yaml").caffevis_input_scale == 0.00390625
+
+
+def test_text_style_groups_the_font_keys(tmp_path):
+    """The five text blocks are TextStyle groups: one typed view of the flat DeepVis keys."""
+    from caffevis.settings import VALIDATORS, TextStyle
+
+    s = load_settings(write(tmp_path, "caffevis_status_clr: [0.1, 0.2, 0.3]\ncaffevis_class_thick: 3\n"
+                                      "help_fsize: 2.5\n"))
+    status = s.text_style("caffevis_status")
+    assert isinstance(status, TextStyle) and status.clr == (0.1, 0.2, 0.3) and status.line_spacing == 5
+    assert s.text_style("caffevis_class").thick == 3 and set(s.text_style("caffevis_class").colours) == {"clr_0", "clr_1"}
+    assert s.text_style("help").fsize == 2.5 and s.text_style("caffevis_label").line_spacing is None
+    for prefix in ("help", "caffevis_control", "caffevis_status", "caffevis_class", "caffevis_label"):
+        style = s.text_style(prefix)
+        assert (style.face, style.loc, style.thick) == tuple(getattr(s, f"{prefix}_{k}") for k in ("face", "loc", "thick"))
+    assert {spec.kind for spec in KEYS.values()} <= set(VALIDATORS)  # every kind has its validator

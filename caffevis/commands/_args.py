@@ -10,6 +10,16 @@ def add_model_args(p):
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
 
 
+def add_backward_rule_args(p):
+    """``--mode``, ``--lrn`` and ``--start`` of a backward pass."""
+    p.add_argument("--mode", choices=("backprop", "deconv", "guided"), default="backprop",
+                   help="backprop (exact gradient), deconv (Zeiler & Fergus) or guided backprop")
+    p.add_argument("--lrn", choices=("derivative", "identity"), default="derivative",
+                   help="LRN backward: its derivative (the toolbox) or identity (the Z&F paper)")
+    p.add_argument("--start", choices=("last", "layer"), default="last",
+                   help="seed the blob's final value (last) or the output of the layer named like it")
+
+
 def add_input_args(p):
     """``--input`` (a preprocessed .npy, an image file or a folder of images) and ``--settings``."""
     p.add_argument("--input", required=True,

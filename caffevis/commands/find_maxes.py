@@ -69,7 +69,8 @@ def build_job(args):
     """The :class:`~caffevis.mining.scan.ScanJob` and the opened net for parsed arguments."""
     from ..cluster import model_for_workers
     from ..errors import InputError
-    from ..mining.scan import ScanJob, preprocess_from_settings, source_spec
+    from ..mining.scan import ScanJob, preprocess_from_settings
+    from ..mining.sources import source_spec
     from ..settings import load_settings, model_overrides
 
     if args.batch_size < 1:

@@ -98,13 +98,14 @@ class PatchMaker:
         blob share many images); default 512 MiB.
     datadir : str, optional
         Where the images are now, when they moved since the scan (see
-        :func:`caffevis.mining.scan.relocated_source`).
+        :func:`caffevis.mining.sources.relocated_source`).
     """
 
     def __init__(self, result, net=None, lrn="derivative", engine="onnx", force_cpu=False, warn=None,
                  cache=512 << 20, datadir=None):
         from ..net import Net
-        from .scan import ScanJob, make_preparer, open_source, relocated_source
+        from .scan import ScanJob, make_preparer
+        from .sources import open_source, relocated_source
 
         self.result = result
         job_fields = {k: result.config[k] for k in ScanJob.__dataclass_fields__ if k in result.config}

@@ -15,7 +15,7 @@ from .outputs import (DEFAULT_PREFIX, DEFAULT_TEMPLATE, info_text, planned_prefi
                       result_prefix, save_result, software_versions, to_display)
 from .params import DEFAULT_PRESET, LR_KEYS, LR_POLICIES, PRESETS, START_AT, OptimizeParams, preset_params
 from .regularizers import (clip_small_abs_benefit, clip_small_benefit, clip_small_norms, clip_small_values, compose,
-                           gaussian_blur, pixel_benefit, regularizers, update_and_regularize)
+                           gaussian_blur, pixel_benefit, regularizer_steps, update_and_regularize)
 from .units import optimize_units, plan_runs, save_run
 
 __all__ = ["InputSpace", "BATCH_INVARIANT_ROWS", "META_FAILURE", "META_GRAD_ZERO", "META_SUCCESS", "OptimizeResult",
@@ -24,5 +24,5 @@ __all__ = ["InputSpace", "BATCH_INVARIANT_ROWS", "META_FAILURE", "META_GRAD_ZERO
            "render_best_xpm", "result_prefix", "save_result", "software_versions", "to_display", "DEFAULT_PRESET",
            "LR_KEYS", "LR_POLICIES", "PRESETS", "START_AT", "OptimizeParams", "preset_params",
            "clip_small_abs_benefit", "clip_small_benefit", "clip_small_norms", "clip_small_values", "compose",
-           "gaussian_blur", "pixel_benefit", "regularizers", "update_and_regularize", "optimize_units", "plan_runs",
+           "gaussian_blur", "pixel_benefit", "regularizer_steps", "update_and_regularize", "optimize_units", "plan_runs",
            "save_run"]

@@ -1,6 +1,6 @@
 """The regularizers: small steps ``(x, grad) -> x`` on one image (C, H, W), composed in order.
 
-:func:`regularizers` lists the steps a :class:`~caffevis.optimize.params.OptimizeParams` turns
+:func:`regularizer_steps` lists the steps a :class:`~caffevis.optimize.params.OptimizeParams` turns
 on at iteration ``ii``, in the original's order (decay, blur, then the clipping regularizers:
 small values, small pixel norms, small pixel benefit, small absolute pixel benefit);
 :func:`compose` chains steps into one, so a new regularizer is one more small function in
@@ -97,7 +97,7 @@ def small_abs_benefit_clip(percentile):
     return lambda x, grad: clip_small_abs_benefit(x, grad, percentile)
 
 
-def regularizers(params: OptimizeParams, ii) -> list:
+def regularizer_steps(params: OptimizeParams, ii) -> list:
     """The regularizing steps of iteration ``ii``, in the original's order."""
     steps = [decay(params.decay)]
     if params.blur_every and params.blur_radius > 0 and ii % params.blur_every == 0:
@@ -113,4 +113,4 @@ def regularizers(params: OptimizeParams, ii) -> list:
 
 def update_and_regularize(x, grad, lr, params: OptimizeParams, ii):
     """Step 6 of the original loop: gradient step, decay, blur, then the clipping regularizers."""
-    return compose([ascend(lr)] + regularizers(params, ii))(x, grad)
+    return compose([ascend(lr)] + regularizer_steps(params, ii))(x, grad)

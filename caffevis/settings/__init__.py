@@ -1,5 +1,15 @@
-"""Settings: one validated object loaded from YAML (see docs/settings.md)."""
-from .loader import (DEFAULT_WINDOW_PANES, KEYS, MAX_WINDOW_PIXELS, MAX_WINDOW_SIDE, NULL, QUANTITIES,  # noqa: F401
-                     REPLACED_KEYS, Key, Settings, load_settings, model_overrides, parse_value, quantity_of,
-                     resolve_settings_path, value_range)
-from ..paths import REPO_ROOT  # noqa: F401,E402
+"""Settings: one validated object loaded from YAML (see docs/settings.md).
+
+:mod:`.keys` is the key table (defaults, kinds, groups, ranges, the :class:`TextStyle` groups),
+:mod:`.validators` one check per value kind, :mod:`.loader` reads files and overrides into a
+:class:`Settings`.
+"""
+from ..paths import REPO_ROOT
+from .keys import (DEFAULT_WINDOW_PANES, KEYS, MAX_WINDOW_PIXELS, MAX_WINDOW_SIDE, NULL, QUANTITIES, REPLACED_KEYS,
+                   Key, TextStyle, quantity_of, value_range)
+from .loader import Settings, load_settings, model_overrides, parse_value, resolve_settings_path
+from .validators import VALIDATORS
+
+__all__ = ["REPO_ROOT", "DEFAULT_WINDOW_PANES", "KEYS", "MAX_WINDOW_PIXELS", "MAX_WINDOW_SIDE", "NULL", "QUANTITIES",
+           "REPLACED_KEYS", "Key", "TextStyle", "quantity_of", "value_range", "Settings", "load_settings",
+           "model_overrides", "parse_value", "resolve_settings_path", "VALIDATORS"]
