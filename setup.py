@@ -21,11 +21,15 @@ setup(
         "protobuf>=4.21",
         "tqdm>=4.64",
         "dask[distributed]>=2023.1",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
+        "websockets>=12",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
         "bench": ["torch==2.13.0"],
     },
+    package_data={"caffevis.viewer.web": ["page.html"]},
     entry_points={"console_scripts": ["caffevis=caffevis.cli:main"]},
     # settings files and the trained LeNet (the embedded default) for non-editable installs
     data_files=[("share/caffevis/settings", glob.glob("settings/*.yaml")),

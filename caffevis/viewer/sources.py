@@ -354,6 +354,19 @@ class InputFetcher(HeartbeatWorker):
                 self._live_version = None
                 self._repush = True
 
+    def show(self, image, name):
+        """Publish an image from outside the sources (an upload), squared as static files are.
+
+        It stays until the next static-file key, a new live frame or a mode switch.
+        """
+        frame = Frame(_squared(image, self.stretch), name)
+        with self._keys_lock:
+            if not self.static_mode and getattr(self.live, "version", None) is None:
+                self.frozen = True  # a camera or video would replace it at once (a canvas: at the next stroke)
+        with self._lock:
+            self._frame = frame
+            self._frame_idx += 1
+
     # -- frames --------------------------------------------------------------------------------
     def step(self):
         """Read one frame if there is something new; errors go to ``self.error`` and are skipped."""
