@@ -301,6 +301,7 @@ class InputFetcher(HeartbeatWorker):
         self._repush = False
         self._frame = None
         self._frame_idx = 0
+        self._shown = None  # the name of an image given to show(), while it is the frame
         self._lock = threading.Lock()  # the published frame
         self._keys_lock = threading.Lock()  # mode, index, freeze
         self._init_worker(heartbeat_required)
@@ -366,6 +367,7 @@ class InputFetcher(HeartbeatWorker):
         with self._lock:
             self._frame = frame
             self._frame_idx += 1
+            self._shown = name
 
     # -- frames --------------------------------------------------------------------------------
     def step(self):
@@ -398,6 +400,7 @@ class InputFetcher(HeartbeatWorker):
         with self._lock:
             self._frame = frame
             self._frame_idx += 1
+            self._shown = None
         return True
 
     def get_frame(self):
@@ -406,6 +409,8 @@ class InputFetcher(HeartbeatWorker):
             return self._frame_idx, self._frame
 
     def describe(self):
+        if self._shown is not None:
+            return self._shown
         if self.static_mode and self.static is not None:
             return f"{self.static.name(self.static_idx)} ({self.static_idx + 1}/{len(self.static)})"
         if self.live is not None:
