@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import struct
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -42,16 +41,15 @@ def changed_rects(prev, img, panes):
     full = [(0, 0, img.shape[1], img.shape[0])]
     if prev is None or prev.shape != img.shape:
         return full
-    changed = np.any(img != prev, axis=2)
+    changed = np.not_equal(img, prev).reshape(img.shape[0], -1)  # (H, W * C): no reduction over C
     if not changed.any():
         return []
-    outside = changed.copy()
-    rects = []
-    for i, j, h, w in panes.values():
-        block = changed[i:i + h, j:j + w]
-        if block.any():
-            rects.append((j, i, w, h))
-        outside[i:i + h, j:j + w] = False
+    c = img.shape[2] if img.ndim == 3 else 1
+    blocks = [(changed[i:i + h, j * c:(j + w) * c], (j, i, w, h)) for i, j, h, w in panes.values()]
+    rects = [rect for block, rect in blocks if block.any()]
+    for block, _ in blocks:
+        block[...] = False  # what is left is outside every pane
+    outside = changed
     return full if outside.any() else rects
 
 
@@ -91,6 +89,7 @@ class Tab:
         self.prev = None  # the window image the page shows (after the frames sent)
         self.force_full = True
         self.closed = False
+        self.urgent = False  # a key or click changed the state: redraw before the next tab's turn
 
     def ready(self):
         """Whether the page can take another frame."""
@@ -170,7 +169,10 @@ class Hub:
             self.tabs.pop(tab.id, None)
         tab.viewer.stop()
 
-    def wake(self):
+    def wake(self, tab=None):
+        """New work: ``tab`` (when given) is redrawn before the next tab's turn."""
+        if tab is not None:
+            tab.urgent = True
         self._wake.set()
 
     # -- the engine thread ------------------------------------------------------------------------
@@ -197,13 +199,29 @@ class Hub:
                 tabs = tabs[k:] + tabs[:k]
             did = False
             for tab in tabs:
-                try:
-                    did = self.serve_tab(tab) or did
-                except Exception as err:  # one tab's failure is its own: report it and go on
-                    tab.viewer.state.message = f"server error: {type(err).__name__}: {err}"
+                for waiting in tabs:  # before each turn: redraw the tabs a key or click changed
+                    if waiting.urgent:
+                        waiting.urgent = False
+                        did = self._visit(waiting, self.redraw) or did
+                did = self._visit(tab, self.serve_tab) or did
             if not did:
                 self._wake.wait(0.02)
                 self._wake.clear()
+
+    @staticmethod
+    def _visit(tab, step):
+        try:
+            return step(tab)
+        except Exception as err:  # one tab's failure is its own: report it and go on
+            tab.viewer.state.message = f"server error: {type(err).__name__}: {err}"
+            return False
+
+    def redraw(self, tab):
+        """A frame of the current state and results, without new input or compute (after a key)."""
+        if tab.closed or not (tab.ready() and tab.viewer.drawing_stale):
+            return False
+        tab.send(tab.frame_message(self.provider))
+        return True
 
     def serve_tab(self, tab):
         """One round for one tab: new input, one compute pass, one frame. True when work was done."""
@@ -216,15 +234,4 @@ class Hub:
             v.fetcher.step()
         v.poll_input()
         did = v.worker.step()
-        if ready and v.drawing_stale:
-            tab.send(tab.frame_message(self.provider))
-            did = True
-        return did
-
-
-def wait_until(predicate, timeout, interval=0.005):
-    """Poll ``predicate`` until true or ``timeout`` seconds (returns its last value)."""
-    end = time.time() + timeout
-    while not predicate() and time.time() < end:
-        time.sleep(interval)
-    return predicate()
+        return self.redraw(tab) or did

@@ -182,7 +182,7 @@ class TabConnection:
             if self.bad_messages % NOTICE_EVERY == 1:
                 await self.notice("the server ignored a malformed message")
             return
-        self.hub.wake()
+        self.hub.wake(self.tab if kind != "ack" else None)
 
     async def on_upload(self, data):
         if len(data) > MAX_UPLOAD_BYTES:
