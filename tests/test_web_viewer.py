@@ -47,7 +47,10 @@ def _require_browser():
 
 @pytest.fixture(scope="module")
 def server():
-    url = serve(LENET, port=0)
+    import caffevis
+
+    url = caffevis.serve(LENET, port=0)  # the notebook entry: a URL that shows as an IFrame in Jupyter
+    assert url.startswith("http://127.0.0.1:") and f'<iframe src="{url}"' in url._repr_html_()
     yield url
     url.stop()
 
