@@ -87,7 +87,6 @@ class Tab:
         self.seq = 0
         self.acked = 0
         self.prev = None  # the window image the page shows (after the frames sent)
-        self.force_full = True
         self.closed = False
         self.urgent = False  # a key or click changed the state: redraw before the next tab's turn
 
@@ -100,19 +99,16 @@ class Tab:
             self.acked = seq
 
     def frame_message(self, provider):
-        """Render the window and encode what changed (None when nothing did)."""
+        """Render the window; the message with what changed and the state it shows."""
         v = self.viewer
-        img = v.render(fps=v.worker.fps())
-        with v.lock:
-            state = v._state_for_drawing()
-        prev = None if self.force_full else self.prev
-        rects = changed_rects(prev, img, v.config.window_panes)
-        self.force_full = False
+        fps = v.worker.fps()
+        img, state = v.render_with_state(fps)
+        rects = changed_rects(self.prev, img, v.config.window_panes)
+        self.prev = img
         self.seq += 1
         header = {"t": "frame", "seq": self.seq, "shape": list(img.shape[:2]), "state": state.snapshot(),
-                  "status": R.status_text(state, v.worker.fps()), "top5": v.top5(), "input": v.fetcher.describe(),
-                  "provider": provider, "compute_fps": v.worker.fps(), "panes": v.config.window_panes}
-        self.prev = img
+                  "status": R.status_text(state, fps), "top5": v.top5(), "input": v.fetcher.describe(),
+                  "provider": provider, "compute_fps": fps, "panes": v.config.window_panes}
         return encode_update(header, img, rects)
 
 
@@ -134,6 +130,7 @@ class Hub:
         self.video = video
         self.engine = engine
         self.tabs = {}
+        self._closed = []  # tabs whose viewers are to be stopped
         self._lock = threading.Lock()  # the tab table
         self._wake = threading.Event()
         self._quit = False
@@ -164,10 +161,18 @@ class Hub:
         return tab
 
     def close_tab(self, tab):
+        """Drop a tab; its viewer is stopped by the engine thread (which may be reading its video now)."""
         tab.closed = True
         with self._lock:
             self.tabs.pop(tab.id, None)
-        tab.viewer.stop()
+            self._closed.append(tab)
+        self.wake()
+
+    def _stop_closed(self):
+        with self._lock:
+            closed, self._closed = self._closed, []
+        for tab in closed:
+            tab.viewer.stop()
 
     def wake(self, tab=None):
         """New work: ``tab`` (when given) is redrawn before the next tab's turn."""
@@ -188,9 +193,11 @@ class Hub:
             self.thread.join(timeout)
         for tab in list(self.tabs.values()):
             self.close_tab(tab)
+        self._stop_closed()
 
     def _run(self):
         while not self._quit:
+            self._stop_closed()
             with self._lock:
                 tabs = list(self.tabs.values())
             self._order += 1

@@ -182,7 +182,9 @@ class TabConnection:
             if self.bad_messages % NOTICE_EVERY == 1:
                 await self.notice("the server ignored a malformed message")
             return
-        self.hub.wake(self.tab if kind != "ack" else None)
+        # a key or click is redrawn before the next tab's turn; strokes and acks wait for this tab's turn
+        urgent = kind == "key" or (kind == "mouse" and msg["e"] != "move")
+        self.hub.wake(self.tab if urgent else None)
 
     async def on_upload(self, data):
         if len(data) > MAX_UPLOAD_BYTES:
