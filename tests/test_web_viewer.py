@@ -108,12 +108,11 @@ def cursor_box(img, config):
     return xs.min() + j, ys.min() + i, xs.max() + j, ys.max() + i
 
 
-def server_tab(url, index=-1):
-    """The server's viewer of the newest tab (its layout says where the renderer drew things)."""
+def server_tabs(url):
+    """The server's tabs, oldest first (a tab's viewer layout says where the renderer drew things)."""
     hub = url.viewer.hub
     with hub._lock:
-        tabs = sorted(hub.tabs.values(), key=lambda t: t.id)
-    return tabs[index].viewer
+        return sorted(hub.tabs.values(), key=lambda t: t.id)
 
 
 # -- without a browser ---------------------------------------------------------------------------------
@@ -225,10 +224,13 @@ def test_arrow_keys_and_clicks_select(server, browser, config):
         x0, y0, x1, _ = cursor_box(window_pixels(page), config)
         page.keyboard.press("ArrowRight")
         st = settle(page, "caffevis.state.selected_unit === 1")
+        sent = {tuple(r[:4]) for r in page.evaluate("caffevis.rects")}
+        i, j, h, w = config.pane("input")
+        assert (j, i, w, h) not in sent and sent  # only what changed: the input pane was not re-sent
         nx0, ny0, _, _ = cursor_box(window_pixels(page), config)
         assert ny0 == pytest.approx(y0, abs=2) and nx0 > x1  # the ring moved one tile right
         # a click on a tile: the renderer's layout says where tile 9 lies
-        viewer = server_tab(server)
+        viewer = server_tabs(server)[-1].viewer
         tx, ty, scale, th, tw, rows, cols, n = viewer.layout.tiles
         r, c = divmod(9, cols)
         cx, cy = tx + (c * (tw + 2) + tw / 2) * scale, ty + (r * (th + 2) + th / 2) * scale
@@ -326,6 +328,35 @@ def test_garbage_floods_and_disconnects_do_not_disturb_other_tabs(server, browse
         while len(server.viewer.hub.tabs) != 1 and time.time() < deadline:
             time.sleep(0.05)
         assert len(server.viewer.hub.tabs) == 1  # every closed connection's tab was dropped
+    finally:
+        page.close()
+
+
+def test_a_client_that_never_acknowledges_gets_at_most_two_frames(server, browser):
+    from websockets.sync.client import connect
+
+    from caffevis.viewer.web.hub import MAX_UNACKED
+
+    page = open_tab(browser, server)
+    ws_url = server.replace("http://", "ws://").rstrip("/") + "/ws"
+    try:
+        known = {t.id for t in server_tabs(server)}
+        with connect(ws_url) as ws:
+            deadline = time.time() + 10
+            while not [t for t in server_tabs(server) if t.id not in known] and time.time() < deadline:
+                time.sleep(0.02)
+            tab = [t for t in server_tabs(server) if t.id not in known][0]  # this connection's
+            for key in "oooouuuu" * 10:  # every key changes the state; it never acknowledges a frame
+                ws.send(json.dumps({"t": "key", "key": key}))
+                time.sleep(0.005)
+            time.sleep(1.0)
+            assert tab.seq == MAX_UNACKED and tab.viewer.drawing_stale  # newer state waits, nothing queues
+            assert page.evaluate("caffevis.keyLatency('o')") > 0  # the other tab is served meanwhile
+            ws.send(json.dumps({"t": "ack", "seq": MAX_UNACKED}))
+            deadline = time.time() + 10
+            while tab.seq == MAX_UNACKED and time.time() < deadline:
+                time.sleep(0.02)
+            assert tab.seq == MAX_UNACKED + 1  # one frame: the newest state
     finally:
         page.close()
 
