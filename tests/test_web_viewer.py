@@ -349,6 +349,10 @@ def test_a_client_that_never_acknowledges_gets_at_most_two_frames(server, browse
             for key in "oooouuuu" * 10:  # every key changes the state; it never acknowledges a frame
                 ws.send(json.dumps({"t": "key", "key": key}))
                 time.sleep(0.005)
+            deadline = time.time() + 10
+            while tab.seq < MAX_UNACKED and time.time() < deadline:
+                time.sleep(0.02)
+            ws.send(json.dumps({"t": "key", "key": "o"}))
             time.sleep(1.0)
             assert tab.seq == MAX_UNACKED and tab.viewer.drawing_stale  # newer state waits, nothing queues
             assert page.evaluate("caffevis.keyLatency('o')") > 0  # the other tab is served meanwhile
