@@ -23,14 +23,18 @@ setup(
         "protobuf>=4.21",
         "tqdm>=4.64",
         "dask[distributed]>=2023.1",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
+        "websockets>=12",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
         # PyTorch peers and fixture export (tools/bench.py, tools/export_torchvision.py);
         # torch is never a runtime dependency
         "bench": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],
         "torch": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],
     },
+    package_data={"caffevis.viewer.web": ["page.html"]},
     entry_points={"console_scripts": ["caffevis=caffevis.cli:main"]},
     # settings files and the trained LeNet (the embedded default) for non-editable installs
     data_files=[("share/caffevis/settings", glob.glob("settings/*.yaml")),
