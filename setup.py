@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["caffevis", "caffevis.*"]),
     # the 1000 ILSVRC 2012 class names and onnxruntime's CUDA kernel table (caffevis/data/)
-    package_data={"caffevis": ["data/*.txt", "data/*.json"]},
+    package_data={"caffevis": ["data/*.txt", "data/*.json"], "caffevis.viewer.web": ["page.html"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.23",
@@ -34,7 +34,6 @@ setup(
         "bench": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],
         "torch": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],
     },
-    package_data={"caffevis.viewer.web": ["page.html"]},
     entry_points={"console_scripts": ["caffevis=caffevis.cli:main"]},
     # settings files and the trained LeNet (the embedded default) for non-editable installs
     data_files=[("share/caffevis/settings", glob.glob("settings/*.yaml")),
