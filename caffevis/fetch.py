@@ -213,7 +213,7 @@ def fetch_model(source: ModelSource, dest_dir: str | None = None, weights: str |
 
 
 def _check_prototxt(path):
-    from .caffe.reader import read_prototxt
+    from .model.caffe.reader import read_prototxt
     from .errors import ModelError
 
     try:
@@ -224,7 +224,7 @@ def _check_prototxt(path):
 
 def convert_to_onnx(prototxt: str, weights: str, onnx_path: str) -> str:
     """Convert with :func:`caffevis.net.convert_caffe` and save ``.onnx`` plus a ``.json`` sidecar."""
-    from .net import convert_caffe
+    from .model.net import convert_caffe
 
     model = convert_caffe(prototxt, weights)
     save_onnx(model, onnx_path)

@@ -408,8 +408,8 @@ class UnitObjective:
     """
 
     def __init__(self, net, layer):
-        from .grad import build_gradient_model, input_diff_name, resolve_start
-        from .runtime import make_session
+        from .backward.graph import build_gradient_model, input_diff_name, resolve_start
+        from .model.runtime import make_session
         import onnx
 
         if not net.is_caffe:

@@ -119,7 +119,7 @@ class PatchMaker:
 
     def __init__(self, result, net=None, lrn="derivative", engine="onnx", force_cpu=False, warn=None,
                  cache=512 << 20, datadir=None):
-        from .net import Net
+        from .model.net import Net
         from .scan import ScanJob, make_preparer, open_source, relocated_source
 
         self.result = result

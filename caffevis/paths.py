@@ -40,5 +40,6 @@ def code_version(*modules) -> str:
     return h.hexdigest()[:12]
 
 
-CONVERTER_FILES = ("onnx_graph.py", os.path.join("caffe", "schema.py"), os.path.join("caffe", "reader.py"),
-                   os.path.join("caffe", "layers.py"), os.path.join("caffe", "to_onnx.py"))
+CONVERTER_FILES = tuple(os.path.join(*p) for p in (
+    ("model", "onnx_graph.py"), ("model", "caffe", "schema.py"), ("model", "caffe", "reader.py"),
+    ("model", "caffe", "layers.py"), ("model", "caffe", "to_onnx.py")))

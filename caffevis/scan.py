@@ -282,7 +282,7 @@ class ChannelMaxima:
         import onnx
         from onnx import TensorProto, helper
 
-        from .runtime import make_session
+        from .model.runtime import make_session
 
         self.locate = locate or ("host" if net.provider == "CPUExecutionProvider" else "graph")
         if self.locate not in ("host", "graph"):
@@ -425,7 +425,7 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     """
     from tqdm import tqdm
 
-    from .net import Net
+    from .model.net import Net
 
     source = source or open_source(job.source)
     if net is None:
@@ -559,7 +559,7 @@ def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, fo
     ``ort_threads`` caps ONNX Runtime's threads so the workers of one machine share its
     cores instead of each taking all of them (0: all cores).
     """
-    from .net import Net
+    from .model.net import Net
 
     job = ScanJob(**job_config)
     net = Net.load(job.model, force_cpu=force_cpu, threads=ort_threads)

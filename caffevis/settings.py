@@ -570,7 +570,7 @@ class Settings:
 
     def open_net(self, force_cpu=None, cache_dir=None):
         """Load the model the settings name (a :class:`caffevis.net.Net`)."""
-        from .net import Net
+        from .model.net import Net
 
         kind, paths = self.model_spec()
         cpu = self.use_cpu if force_cpu is None else bool(force_cpu)

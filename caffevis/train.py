@@ -21,8 +21,8 @@ from collections import OrderedDict
 import numpy as np
 
 from . import mnist
-from .caffe import reader, writer
-from .caffe.to_onnx import convert
+from .model.caffe import reader, writer
+from .model.caffe.to_onnx import convert
 from .errors import SettingsError
 from .io import save_onnx, sha1_of
 
@@ -110,7 +110,7 @@ def deploy_prototxt_text(batch: int = 1) -> str:
 
 def build_net(params, batch: int = 1, force_cpu: bool = False):
     """A :class:`caffevis.net.Net` of LeNet holding ``params`` (no files left behind)."""
-    from .net import Net
+    from .model.net import Net
 
     text = deploy_prototxt_text(batch)
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,7 +227,7 @@ def accuracy(net, images, labels, batch: int = 1000) -> float:
 # -- training -----------------------------------------------------------------------------
 def gradient_session(params, batch: int, force_cpu: bool = False):
     """The training gradient graph: mean softmax loss at ``ip2``; parameters are inputs."""
-    from .grad import GradientSession
+    from .backward.graph import GradientSession
 
     net = build_net(params, batch=batch, force_cpu=force_cpu)
     return GradientSession(net, LOSS_BLOB, params=True, params_as_inputs=True, loss="softmax")
@@ -302,7 +302,7 @@ def train(train_images, train_labels, settings: SolverSettings, test=None, progr
 def save(params, out_dir: str, record=None, prefix: str = "lenet"):
     """Write ``prefix.prototxt`` (deploy), ``prefix.caffemodel`` (Caffe snapshot format),
     ``prefix.onnx`` and, with ``record``, ``prefix_training.json``; returns the paths."""
-    from .net import convert_caffe
+    from .model.net import convert_caffe
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, f"{prefix}.{ext}") for k, ext in

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from caffevis import numpy_ops
-from caffevis.caffe.fillers import fill_weights
-from caffevis.caffe.reader import load_caffe
-from caffevis.caffe.to_onnx import convert, pool_geometry
-from caffevis.deconv import backward_numpy
+from caffevis.layers import numpy_ops
+from caffevis.model.caffe.fillers import fill_weights
+from caffevis.model.caffe.reader import load_caffe
+from caffevis.model.caffe.to_onnx import convert, pool_geometry
+from caffevis.backward.numpy_engine import backward_numpy
 from caffevis.errors import InputError
-from caffevis.net import Net
+from caffevis.model.net import Net
 
 from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
 

@@ -9,13 +9,13 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx.reference import ReferenceEvaluator
 
-from caffevis.caffe.fillers import fill_weights
-from caffevis.caffe.reader import load_caffe
-from caffevis.caffe.to_onnx import convert, pool_geometry
+from caffevis.model.caffe.fillers import fill_weights
+from caffevis.model.caffe.reader import load_caffe
+from caffevis.model.caffe.to_onnx import convert, pool_geometry
 import onnxruntime as ort
 
 from caffevis.errors import InputError
-from caffevis.grad import build_gradient_model, input_diff_name, param_grad_name
+from caffevis.backward.graph import build_gradient_model, input_diff_name, param_grad_name
 
 from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
 
@@ -194,7 +194,7 @@ def test_start_layer_differs_from_start_last_on_inactive_unit():
 
 def test_gradient_graph_uses_only_layers_below_the_seed():
     net = fixture_net("caffenet_small")
-    from caffevis.grad import build_gradient_model as build
+    from caffevis.backward.graph import build_gradient_model as build
 
     low, _ = build(net, "conv2")
     high, _ = build(net, "fc8")
@@ -235,7 +235,7 @@ def test_backward_cli_matches_caffe(tmp_path):
 
 def test_cached_gradient_graph_follows_the_prototxt(tmp_path, tmp_cache):
     """Same weights, another prototxt (pool1 MAX -> AVE): the cached graph must not be reused."""
-    from caffevis.net import Net
+    from caffevis.model.net import Net
 
     d = shared_path("fixtures", "caffe", "lenet")
     ave = tmp_path / "ave.prototxt"
@@ -255,8 +255,8 @@ def test_lrn_negative_power_matches_numpy(beta):
     """Each of x ** -beta's vectorized forms (the LRN scale's power) in ORT."""
     import onnxruntime as ort
 
-    from caffevis.caffe.to_onnx import negative_power
-    from caffevis.onnx_graph import GraphBuilder
+    from caffevis.model.caffe.to_onnx import negative_power
+    from caffevis.model.onnx_graph import GraphBuilder
 
     g = GraphBuilder(np.float32)
     x = g.add_input("x", [64])
@@ -287,8 +287,8 @@ layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }
 def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp_path):
     """net.backward answers a seed in one channel with a graph computing only that channel of
     the seeded layer; it must give the full graph's result in every mode and start rule."""
-    from caffevis.grad import SEED, SEED_CHANNEL, channel_seed_supported
-    from caffevis.net import Net
+    from caffevis.backward.graph import SEED, SEED_CHANNEL, channel_seed_supported
+    from caffevis.model.net import Net
 
     if not os.path.isfile(path):
         (tmp_path / "net.prototxt").write_text(path)
@@ -322,7 +322,7 @@ def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp
 
 
 def test_seeded_channel_finds_a_lone_channel_only():
-    from caffevis.grad import seeded_channel
+    from caffevis.backward.graph import seeded_channel
 
     seed = np.zeros((2, 5, 3, 3), np.float32)
     assert seeded_channel(seed) is None  # all zero: the full graph
@@ -351,8 +351,8 @@ def test_relu_mask_applied_at_the_max_pool_keeps_every_diff(mode, tmp_path):
     """The in-place ReLU below a max pool is masked on the pooled diff (fewer values); the
     input diff and every blob's diff (the viewer's diff panes) must stay Caffe's, as the NumPy
     engine computes them. Negative biases make all-zero windows: ties routed to a masked 0."""
-    from caffevis.deconv import backward_numpy
-    from caffevis.net import Net
+    from caffevis.backward.numpy_engine import backward_numpy
+    from caffevis.model.net import Net
 
     (tmp_path / "rp.prototxt").write_text(RELU_POOL)
     cnet = fill_weights(load_caffe(str(tmp_path / "rp.prototxt")), seed=4, kind="he")

@@ -4,8 +4,8 @@ convolutions it fills it)."""
 import numpy as np
 import pytest
 
-from caffevis.caffe.layers import plan
-from caffevis.caffe.reader import load_caffe
+from caffevis.model.caffe.layers import plan
+from caffevis.model.caffe.reader import load_caffe
 from caffevis.receptive import crop_region, field_sizes, net_fields, receptive_fields
 from conftest import fixture_arrays, fixture_net, shared_path
 
@@ -60,7 +60,7 @@ def test_lenet_fields():
     ("squeezenet_v1.0", ["conv1", "fire2/concat", "fire3/expand3x3", "fire4/concat"]),
 ])
 def test_backward_support_lies_in_the_field(case, blobs):
-    from caffevis.grad import unit_seed
+    from caffevis.backward.graph import unit_seed
 
     net = fixture_net(case)
     x = fixture_arrays(case, "input.npy")[:1]

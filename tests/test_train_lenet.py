@@ -9,12 +9,12 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 from caffevis import mnist, train
-from caffevis.caffe import reader
+from caffevis.model.caffe import reader
 from caffevis.io import sha1_of
-from caffevis.caffe.to_onnx import convert
+from caffevis.model.caffe.to_onnx import convert
 from caffevis.cli import main
-from caffevis.grad import build_gradient_model, param_grad_name, unit_seed
-from caffevis.net import Net
+from caffevis.backward.graph import build_gradient_model, param_grad_name, unit_seed
+from caffevis.model.net import Net
 from conftest import REPO, fixture_arrays, fixture_net, rel_err, shared_path
 
 ZOO = os.path.join(REPO, "model_zoo", "lenet")

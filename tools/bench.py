@@ -54,10 +54,10 @@ def timeit_pair(fn, peer_fn, repeat=5, warmup=1, settle=SETTLE_S):
 
 def caffenet(seed=0):
     """Full-width CaffeNet (official deploy prototxt) with seeded He-normal weights."""
-    from caffevis.caffe.fillers import fill_weights
-    from caffevis.caffe.reader import load_caffe
-    from caffevis.caffe.to_onnx import convert
-    from caffevis.net import Net
+    from caffevis.model.caffe.fillers import fill_weights
+    from caffevis.model.caffe.reader import load_caffe
+    from caffevis.model.caffe.to_onnx import convert
+    from caffevis.model.net import Net
 
     cnet = fill_weights(load_caffe(os.path.join(SHARED, "models", "prototxt",
                                                 "bvlc_reference_caffenet_deploy.prototxt")), seed=seed, kind="he")
@@ -108,7 +108,7 @@ def row(label, seconds, peer=None, peer_label="torch"):
 
 
 def bench_backward(args):
-    from caffevis.grad import SEED, SEED_CHANNEL, build_gradient_model, channel_map_seed, seeded_channel, unit_seed
+    from caffevis.backward.graph import SEED, SEED_CHANNEL, build_gradient_model, channel_map_seed, seeded_channel, unit_seed
 
     net = caffenet()
     try:
@@ -193,7 +193,7 @@ def bench_optimize(args):
           f"  {r['batch_speedup']:5.2f}x one at a time")
     # Batching can only amortize what is shared between images (the FC weight reads, the
     # per-call overhead); the convolutions cost the same per image at any batch size.
-    from caffevis.grad import SEED, build_gradient_model
+    from caffevis.backward.graph import SEED, build_gradient_model
 
     b = r["batch_size"]
     model, _ = build_gradient_model(net, "fc8")

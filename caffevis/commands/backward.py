@@ -22,7 +22,7 @@ def register(sub):
 def run(args):
     import numpy as np
 
-    from ..net import Net
+    from ..model.net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
     grad = net.backward(load_npy(args.input), args.blob, load_npy(args.diff), mode=args.mode, lrn=args.lrn,

@@ -41,7 +41,7 @@ def add_rerun_args(p):
 
 def run(args):
     from ..maxes import load_maxes
-    from ..net import Net
+    from ..model.net import Net
     from ..patches import crop_max_patches
 
     result = load_maxes(args.maxes)

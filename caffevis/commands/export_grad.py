@@ -17,8 +17,8 @@ def register(sub):
 def run(args):
     import onnx
 
-    from ..grad import build_gradient_model
-    from ..net import Net
+    from ..backward.graph import build_gradient_model
+    from ..model.net import Net
 
     from ..io import output_path
 

@@ -18,7 +18,7 @@ def register(sub):
 def run(args):
     import numpy as np
 
-    from ..net import Net
+    from ..model.net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
     blobs = net.forward(load_npy(args.input))

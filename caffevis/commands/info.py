@@ -9,7 +9,7 @@ def register(sub):
 
 
 def run(args):
-    from ..net import Net
+    from ..model.net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
     print(f"{net.name}: input '{net.input_name}' {net.input_shape}, provider {net.provider}")

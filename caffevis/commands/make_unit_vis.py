@@ -41,7 +41,7 @@ def register(sub):
 def run(args):
     from ..errors import InputError
     from ..maxes import load_maxes
-    from ..net import Net
+    from ..model.net import Net
     from ..patches import make_max_tree, montage_from_patch_dir, save_image, unit_jpg_path
 
     if args.maxes is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..grad import channel_map_seed
+from ..backward.graph import channel_map_seed
 from .render import BackResult
 from .state import BACK_MODES
 from .worker import HeartbeatWorker

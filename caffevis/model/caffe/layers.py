@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..errors import ModelError
+from ...errors import ModelError
 
 SUPPORTED = (
     "Convolution", "Deconvolution", "Pooling", "LRN", "ReLU", "PReLU", "ELU", "Sigmoid",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf import json_format, text_format
 
-from ..errors import ModelError
-from ..io import atomic_path
+from ...errors import ModelError
+from ...io import atomic_path
 from . import schema
 
 

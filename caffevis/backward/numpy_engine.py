@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import numpy_ops as ops
-from .caffe.to_onnx import ave_divisor, broadcast_shape, exp_scales, log_base_scale, pool_geometry
-from .errors import InputError
+from ..layers import numpy_ops as ops
+from ..model.caffe.to_onnx import ave_divisor, broadcast_shape, exp_scales, log_base_scale, pool_geometry
+from ..errors import InputError
 
-from .grad import check_backward_args, resolve_start  # noqa: E402
+from .graph import check_backward_args, resolve_start  # noqa: E402
 
 
 def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start="last",

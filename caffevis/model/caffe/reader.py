@@ -15,8 +15,8 @@ import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
-from ..errors import ModelError
-from ..io import sha1_of
+from ...errors import ModelError
+from ...io import sha1_of
 from . import schema
 
 # V1 enum name -> V2 type string.

@@ -12,12 +12,12 @@ import onnx
 from .caffe import reader
 from .caffe.layers import plan as plan_layers
 from .caffe.to_onnx import FORMAT_VERSION, assign_versions, convert, param_name
-from .errors import InputError, ModelError
-from .io import save_onnx
+from ..errors import InputError, ModelError
+from ..io import save_onnx
 from .onnx_graph import prune_to_outputs, tensor_bytes
 from .runtime import make_session
 
-from .paths import REPO_ROOT  # noqa: E402
+from ..paths import REPO_ROOT  # noqa: E402
 
 PART_MAX_WEIGHT_BYTES = 64 << 20  # largest weight copy a partial forward session may hold
 
@@ -277,7 +277,7 @@ class Net:
         if diff.shape != want:
             raise InputError(f"diff for blob '{blob}' has shape {diff.shape}; expected {want}")
         if engine == "numpy":
-            from .deconv import backward_numpy
+            from ..backward.numpy_engine import backward_numpy
 
             return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
                                   blob_diffs=blob_diffs, values=values)
@@ -293,7 +293,7 @@ class Net:
 
     def _seeded_channel(self, blob, start, diff):
         """The seed's one channel where a one-channel gradient graph exists for ``blob``, else None."""
-        from . import grad
+        from ..backward import graph as grad
 
         channel = grad.seeded_channel(diff)
         if channel is None:
@@ -308,7 +308,7 @@ class Net:
         """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``
         (``blob_diffs``: also output every blob's diff, for the viewer's diff view;
         ``seed_channel``: for seeds in one channel, given at run time)."""
-        from . import grad
+        from ..backward import graph as grad
 
         key = (blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs, seed_channel)
         session = self._grad_sessions.pop(key, None)
@@ -343,7 +343,7 @@ def convert_caffe(prototxt: str, weights: str, dtype=np.float32):
 
 
 def _cache_key(prototxt, weights):
-    from .paths import CONVERTER_FILES, code_version
+    from ..paths import CONVERTER_FILES, code_version
 
     h = hashlib.sha1((FORMAT_VERSION + code_version(*CONVERTER_FILES)).encode())
     for path in (prototxt, weights):

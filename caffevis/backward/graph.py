@@ -28,12 +28,12 @@ import os
 import numpy as np
 import onnx
 
-from .caffe.to_onnx import (assign_versions, ave_divisor, channel_window_mean, emit_forward, exp_scales,
+from ..model.caffe.to_onnx import (assign_versions, ave_divisor, channel_window_mean, emit_forward, exp_scales,
                             log_base_scale, param_name, pool_geometry, spatial_window_mean)
-from .errors import InputError
-from .io import save_onnx
-from .onnx_graph import GraphBuilder
-from .runtime import make_session
+from ..errors import InputError
+from ..io import save_onnx
+from ..model.onnx_graph import GraphBuilder
+from ..model.runtime import make_session
 
 MODES = ("backprop", "deconv", "guided")
 LRN_RULES = ("derivative", "identity")
@@ -771,14 +771,14 @@ class GradientSession:
 
 def _cached_model(net, blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs, seed_channel=False):
     """Build the gradient model, reusing a copy saved on disk for the same weights."""
-    from .paths import CONVERTER_FILES, code_version
+    from ..paths import CONVERTER_FILES, code_version
 
     source = getattr(net, "info", {}).get("source", {})
     key = None
     if source.get("weights_sha1"):
         # the same weights with another prototxt, or other code, make another graph
         deploy = {p.key: p.value for p in net.model.metadata_props}.get("caffevis_prototxt", "")
-        key = hashlib.sha1("|".join([source["weights_sha1"], deploy, code_version(*CONVERTER_FILES, "grad.py")])
+        key = hashlib.sha1("|".join([source["weights_sha1"], deploy, code_version(*CONVERTER_FILES, os.path.join("backward", "graph.py"))])
                            .encode()).hexdigest()
     path = None
     weight_bytes = sum(a.nbytes for p in net.layers for a in p.params)

@@ -1,0 +1,1 @@
+"""Backward passes: backprop, Zeiler & Fergus deconv and guided backprop."""

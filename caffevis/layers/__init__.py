@@ -1,0 +1,1 @@
+"""Caffe layer types: one module per family."""

@@ -1,0 +1,2 @@
+"""The model: a forward-only Net on ONNX Runtime, its session factory, the ONNX graph
+builder and the Caffe importer."""
