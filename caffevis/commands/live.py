@@ -3,15 +3,17 @@ import argparse
 
 
 def _override(text):
-    import yaml
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE (VALUE in YAML)")
-    from ..settings import NULL
+    return key.strip(), value  # parsed in run(), where a bad value is a one-line SettingsError
 
-    parsed = yaml.safe_load(value)
-    return key.strip(), NULL if parsed is None else parsed  # "null" clears the key
+
+def _parsed_overrides(pairs):
+    from ..settings import NULL, parse_value
+
+    parsed = {key: parse_value(value, f"--set {key}") for key, value in pairs}
+    return {key: NULL if value is None else value for key, value in parsed.items()}  # "null" clears the key
 
 
 def register(sub):
@@ -67,7 +69,7 @@ def run(args):
     if not args.headless and os.name == "posix" and sys.platform != "darwin" \
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise InputError("no display: set DISPLAY (or run under Xvfb), or use --headless")
-    overrides = dict(args.overrides)
+    overrides = _parsed_overrides(args.overrides)
     if args.model:
         overrides.update(model_overrides(args.model))
     settings = open_settings(args.settings, overrides)
