@@ -61,7 +61,7 @@ def check_net_graphs(net, blobs=None):
     the blob allows it) of ``net`` from each of ``blobs`` (default: the blob before the last, e.g.
     the one before the
     softmax, and the top of the last Convolution / InnerProduct). Returns ``{graph name: cpu_fallbacks}`` and the set of operators seen."""
-    from .grad import build_gradient_model, channel_seed_supported
+    from .backward import build_gradient_model, channel_seed_supported
 
     graphs = {"forward": net.model}
     if not blobs:

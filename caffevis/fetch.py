@@ -277,7 +277,7 @@ def _fetch_model(source, dest_dir, weights, prototxt, convert, force, progress, 
 
 
 def _check_prototxt(path):
-    from .caffe.reader import read_prototxt
+    from .model.caffe.reader import read_prototxt
     from .errors import ModelError
 
     try:
@@ -287,8 +287,8 @@ def _check_prototxt(path):
 
 
 def convert_to_onnx(prototxt: str, weights: str, onnx_path: str) -> str:
-    """Convert with :func:`caffevis.net.convert_caffe` and save ``.onnx`` plus a ``.json`` sidecar."""
-    from .net import convert_caffe
+    """Convert with :func:`caffevis.model.convert_caffe` and save ``.onnx`` plus a ``.json`` sidecar."""
+    from .model.net import convert_caffe
 
     model = convert_caffe(prototxt, weights)
     save_onnx(model, onnx_path)

@@ -181,8 +181,8 @@ def _read_npy(path):
 def _read_binaryproto(path):
     from google.protobuf import message as pb_message
 
-    from .caffe.reader import blob_to_array
-    from .caffe.schema import BlobProto
+    from .model.caffe.reader import blob_to_array
+    from .model.caffe.schema import BlobProto
     from .errors import ModelError
 
     blob = BlobProto()

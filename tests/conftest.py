@@ -25,7 +25,7 @@ _nets = {}
 
 def fixture_net(case):
     """The fixture's Net (converted once per test session)."""
-    from caffevis.net import Net
+    from caffevis.model.net import Net
 
     if case not in _nets:
         d = shared_path("fixtures", "caffe", case)

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from caffevis.caffe import schema
-from caffevis.caffe.reader import blob_to_array, load_caffe
+from caffevis.model.caffe import schema
+from caffevis.model.caffe.reader import blob_to_array, load_caffe
 from caffevis.errors import CaffevisError, InputError, ModelError, SettingsError
 from caffevis.io import load_npy, save_npz
 from caffevis.limits import MAX_ELEMENTS, MAX_NESTING
@@ -230,7 +230,7 @@ def test_any_settings_text_loads_or_is_one_settings_error(tmp_path, text, key):
 
 @pytest.fixture(scope="module")
 def lenet_net():
-    from caffevis.net import Net
+    from caffevis.model.net import Net
 
     return Net.from_caffe(*_lenet(), force_cpu=True)
 

@@ -8,11 +8,12 @@ import onnx
 import pytest
 
 import caffe_loops
-from caffevis.caffe.fillers import fill_weights
-from caffevis.caffe.reader import load_caffe
-from caffevis.caffe.to_onnx import convert
+from caffevis.backward import Seed, backward
+from caffevis.model.caffe.fillers import fill_weights
+from caffevis.model.caffe.reader import load_caffe
+from caffevis.model.caffe.to_onnx import convert
 from caffevis.errors import InputError, ModelError
-from caffevis.net import Net
+from caffevis.model.net import Net
 
 from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
 
@@ -66,18 +67,18 @@ def test_parameter_edge_cases_match_caffe_loops(tmp_path):
     """Pooling padded on one axis only (Caffe clips both), 0-axis blobs (channel-shared PReLU,
     scalar Scale) written and read back, Eltwise MAX with coeff, concat_dim, 4-D Softmax,
     InnerProduct with axis 2 and transpose, global pooling, stage/level rules."""
-    from caffevis.caffe import writer
+    from caffevis.model.caffe import writer
 
     zoo2 = os.path.join(REPO, "tests", "data", "zoo_net2.prototxt")
     cnet = fill_weights(load_caffe(zoo2), seed=2, kind="he")
     assert "staged" not in [l.name for l in cnet.layers] and "leveled" not in [l.name for l in cnet.layers]
-    shapes = {p.name: p for p in __import__("caffevis.caffe.layers", fromlist=["plan"]).plan(cnet)}
+    shapes = {p.name: p for p in __import__("caffevis.model.caffe.layers", fromlist=["plan"]).plan(cnet)}
     assert shapes["pool_a"].top_shapes[0] == (2, 4, 3, 4)  # Caffe: 3 rows (clipped although pad_h is 0)
     assert shapes["prelu"].params[0].shape == () and shapes["scal"].params[0].shape == ()
     for layer in cnet.layers:  # non-trivial 0-axis values
         if layer.name in ("prelu", "scal"):
             layer.blobs = [np.array(0.3 if layer.name == "prelu" else 1.7, np.float32)] + layer.blobs[1:]
-    from caffevis.caffe import schema
+    from caffevis.model.caffe import schema
 
     caffemodel = schema.NetParameter(name="zoo2")
     for layer in cnet.layers:
@@ -135,7 +136,7 @@ def test_bad_new_layer_parameters_are_one_line_model_errors(tmp_path, layer, mes
 
 def test_ceil_mode_pooling_sizes():
     """Caffe's pooled size: ceil rounding, clipped so the last window starts inside."""
-    from caffevis.caffe.layers import pool_output_size
+    from caffevis.layers.pool import pool_output_size
 
     assert pool_output_size(55, 3, 0, 2) == 27      # CaffeNet pool1
     assert pool_output_size(13, 3, 0, 2) == 6       # pool5
@@ -158,7 +159,7 @@ def test_v1_prototxt_caffenet_yos_converts():
 
 @pytest.mark.parametrize("name", ["bvlc_reference_caffenet_deploy.prototxt", "bvlc_alexnet_deploy.prototxt"])
 def test_official_deploy_prototxts_plan(name):
-    from caffevis.caffe.layers import plan
+    from caffevis.model.caffe.layers import plan
 
     plans = plan(load_caffe(shared_path("models", "prototxt", name)), require_weights=False)
     assert plans[-1].top_shapes[0] == (10, 1000)
@@ -207,11 +208,11 @@ def test_foreign_onnx_model_exposes_its_tensors():
     assert "Parameter193_reshape1" not in net.blob_names  # a weight reshape is no blob
     assert sum(v.ndim == 4 and v.shape[0] == 2 for v in blobs.values()) >= 4  # conv activations
     with pytest.raises(ModelError):
-        net.backward(x, net.blob_names[-1], np.zeros_like(blobs[net.blob_names[-1]]))
+        backward(net, x, Seed(net.blob_names[-1], np.zeros_like(blobs[net.blob_names[-1]])))
 
 
 def test_provider_line_only_when_asked_or_a_gpu_goes_unused(tmp_path):
-    from caffevis.runtime import gpu_present
+    from caffevis.model.runtime import gpu_present
 
     d = shared_path("fixtures", "caffe", "lenet")
     model = f"{d}/deploy.prototxt:{d}/weights.caffemodel"
@@ -280,7 +281,7 @@ def test_net_api_errors():
     with pytest.raises(InputError, match="unknown blob"):
         net.forward(np.zeros((1, 1, 28, 28), np.float32), blobs=["nope"])
     with pytest.raises(InputError, match="expected"):
-        net.backward(np.zeros((1, 1, 28, 28), np.float32), "ip2", np.zeros((1, 3), np.float32))
+        backward(net, np.zeros((1, 1, 28, 28), np.float32), Seed("ip2", np.zeros((1, 3), np.float32)))
 
 
 def test_v1_prototxt_and_v1_caffemodel_with_legacy_blob_dims(tmp_path):
@@ -288,8 +289,8 @@ def test_v1_prototxt_and_v1_caffemodel_with_legacy_blob_dims(tmp_path):
     num/channels/height/width). Rewrite the caffenet_small fixture that way: same blobs."""
     from google.protobuf import text_format
 
-    from caffevis.caffe import schema
-    from caffevis.caffe.reader import _V1_TYPES, read_caffemodel, read_prototxt
+    from caffevis.model.caffe import schema
+    from caffevis.model.caffe.reader import _V1_TYPES, read_caffemodel, read_prototxt
 
     d = shared_path("fixtures", "caffe", "caffenet_small")
     deploy, model = read_prototxt(f"{d}/deploy.prototxt"), read_caffemodel(f"{d}/weights.caffemodel")
@@ -325,7 +326,7 @@ def test_v1_prototxt_and_v1_caffemodel_with_legacy_blob_dims(tmp_path):
 
 def test_misspelt_prototxt_field_is_named(tmp_path, capsys):
     """Caffe refuses unknown fields; caffevis reads past them but names each one."""
-    from caffevis.caffe.reader import read_prototxt
+    from caffevis.model.caffe.reader import read_prototxt
 
     src = shared_path("models", "prototxt", "bvlc_reference_caffenet_deploy.prototxt")
     typo = tmp_path / "typo.prototxt"
@@ -350,7 +351,7 @@ def test_partial_forward_runs_only_the_layers_it_needs():
     part = net._part_sessions[frozenset(["conv1", "norm1"])]
     assert part is not None and part is not net._session
     assert sorted(o.name for o in part.get_outputs()) == ["conv1", "norm1"]
-    from caffevis.onnx_graph import prune_to_outputs
+    from caffevis.model.onnx_graph import prune_to_outputs
 
     sub, weight_bytes, dropped = prune_to_outputs(net.model, ["conv1", "norm1"])
     assert dropped > 0 and "Gemm" not in {n.op_type for n in sub.graph.node}

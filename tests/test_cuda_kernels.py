@@ -8,7 +8,7 @@ import onnx
 from onnx import helper
 
 from caffevis.cuda_kernels import check_net_graphs, cpu_fallbacks, has_cuda_kernel, kernel_table
-from caffevis.net import Net
+from caffevis.model.net import Net
 from conftest import REPO, fixture_net
 
 
@@ -38,7 +38,7 @@ def test_shipped_lenet_forward_gradient_and_training_graphs_run_on_cuda():
     net = Net.load(os.path.join(REPO, "model_zoo", "lenet", "lenet.onnx"), force_cpu=True)
     report = _assert_all_on_cuda(net, ("Conv", "MaxPool", "ScatterElements", "Gemm"))
     assert any("one-channel" in name for name in report)
-    from caffevis.grad import build_gradient_model
+    from caffevis.backward import build_gradient_model
 
     training, _ = build_gradient_model(net, "ip2", params=True, params_as_inputs=True, loss="softmax")
     assert cpu_fallbacks(training) == []

@@ -9,7 +9,7 @@ import pytest
 
 from caffevis import fetch
 from caffevis.fetch import MODELS, FetchError, ModelSource
-from caffevis.net import Net
+from caffevis.model.net import Net
 from caffevis.settings import REPO_ROOT
 from conftest import fixture_arrays, rel_err, shared_path
 

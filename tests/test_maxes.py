@@ -48,7 +48,7 @@ def single(tmp_path_factory):
 
 def test_top9_equals_a_brute_force_sort(single):
     from caffevis.lenet import mnist
-    from caffevis.net import Net
+    from caffevis.model.net import Net
 
     result = load_maxes(single)
     assert result.complete and len(result.images) == 10000
@@ -292,7 +292,7 @@ def test_make_unit_vis_regularized_calls_the_optimizer_tree(single, tmp_path):
 @pytest.mark.parametrize("locate", ["graph", "host"])
 def test_both_ways_of_locating_maxima_give_the_same_file(single, locate):
     """'graph' (ArgMax in ONNX Runtime, the GPU default) and 'host' (the CPU default)."""
-    from caffevis.net import Net
+    from caffevis.model.net import Net
     from caffevis.mining.scan import ChannelMaxima, ScanJob, run_scan
 
     config = load_maxes(single).config
@@ -304,7 +304,7 @@ def test_both_ways_of_locating_maxima_give_the_same_file(single, locate):
 
 def test_channel_maxima_on_an_old_opset_foreign_onnx_model():
     from caffevis.lenet import mnist
-    from caffevis.net import Net
+    from caffevis.model.net import Net
     from caffevis.mining.scan import ChannelMaxima
 
     net = Net.from_onnx(shared_path("models", "mnist_onnx", "mnist-8.onnx"))  # opset 8, batch fixed at 1

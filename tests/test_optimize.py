@@ -277,7 +277,7 @@ def test_objective_matches_caffe_layer_start_gradient():
 
 
 def lenet():
-    from caffevis.net import Net
+    from caffevis.model.net import Net
 
     d = shared_path("models", "lenet_caffe")
     return Net.from_caffe(os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel"))

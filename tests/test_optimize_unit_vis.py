@@ -49,7 +49,7 @@ def test_sprite_sheet_round_trip():
 
 
 def test_make_regularized_opt_tree_on_lenet(tmp_path):
-    from caffevis.net import Net
+    from caffevis.model.net import Net
 
     d = shared_path("models", "lenet_caffe")
     net = Net.from_caffe(os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel"))

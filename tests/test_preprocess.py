@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from caffevis.lenet import mnist
-from caffevis.caffe.schema import BlobProto
+from caffevis.model.caffe.schema import BlobProto
 from caffevis.errors import InputError, SettingsError
 from caffevis.images import crop_mean, load_mean, read_image, read_labels, square_crop, write_image
 from caffevis.preprocess import Preprocessor, preprocess_file

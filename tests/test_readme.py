@@ -93,7 +93,8 @@ def test_every_option_shows_its_default(command):
 
 # -- forward / backward take images -----------------------------------------------------------------
 def test_forward_and_backward_take_images_and_folders(tmp_path, tmp_cache):
-    from caffevis.net import Net
+    from caffevis.backward import Seed, backward
+    from caffevis.model.net import Net
 
     img = digit_png(tmp_path / "a.png")
     folder = tmp_path / "imgs"
@@ -123,7 +124,7 @@ def test_forward_and_backward_take_images_and_folders(tmp_path, tmp_cache):
     np.save(tmp_path / "d.npy", diff)
     assert main(["backward", LENET_ONNX, "--input", str(tmp_path / "a.png"), "--settings", lenet, "--blob", "ip2",
                  "--diff", str(tmp_path / "d.npy"), "-o", str(tmp_path / "g.npy")]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "g.npy"), net.backward(x, "ip2", diff), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "g.npy"), backward(net, x, Seed("ip2", diff)), rtol=0, atol=1e-6)
 
 
 def test_forward_input_errors_are_one_line(tmp_path, capsys):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from caffevis.lenet import train
-from caffevis.caffe import reader, schema, writer
+from caffevis.model.caffe import reader, schema, writer
 from caffevis.errors import ModelError
-from caffevis.net import Net
+from caffevis.model.net import Net
 from conftest import fixture_arrays, rel_err, shared_path
 
 

@@ -56,10 +56,10 @@ def timeit_pair(fn, peer_fn, repeat=5, warmup=1, settle=SETTLE_S):
 
 def caffenet(seed=0):
     """Full-width CaffeNet (official deploy prototxt) with seeded He-normal weights."""
-    from caffevis.caffe.fillers import fill_weights
-    from caffevis.caffe.reader import load_caffe
-    from caffevis.caffe.to_onnx import convert
-    from caffevis.net import Net
+    from caffevis.model.caffe.fillers import fill_weights
+    from caffevis.model.caffe.reader import load_caffe
+    from caffevis.model.caffe.to_onnx import convert
+    from caffevis.model.net import Net
 
     cnet = fill_weights(load_caffe(os.path.join(SHARED, "models", "prototxt",
                                                 "bvlc_reference_caffenet_deploy.prototxt")), seed=seed, kind="he")
@@ -76,13 +76,10 @@ def kernel_ms(model, feeds, runs=5):
     import collections
     import json
 
-    import onnxruntime as ort
+    from caffevis.model import Runtime
 
-    opts = ort.SessionOptions()
-    opts.enable_profiling = True
-    opts.profile_file_prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), "caffevis_bench")
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), "caffevis_bench")
+    session = Runtime(force_cpu=True).session(model, "profiled graph", profile_prefix=prefix)
     for _ in range(runs + 1):
         session.run(None, feeds)
     path = session.end_profiling()
@@ -110,7 +107,8 @@ def row(label, seconds, peer=None, peer_label="torch"):
 
 
 def bench_backward(args):
-    from caffevis.grad import SEED, SEED_CHANNEL, build_gradient_model, channel_map_seed, seeded_channel, unit_seed
+    from caffevis.backward import Seed, backward, build_gradient_model
+    from caffevis.backward.graph import SEED, SEED_CHANNEL
 
     net = caffenet()
     try:
@@ -134,38 +132,37 @@ def bench_backward(args):
         fwd, peer_fwd = timeit_pair(lambda: net.forward(x), peer_forward if peer else None, args.repeat)
         print(f" batch {batch}")
         row("ORT forward (all blobs)", fwd, peer_fwd)
-        for blob, seed in (("fc8", unit_seed(blobs["fc8"].shape, 3)),
-                           ("conv5", channel_map_seed(blobs["conv5"], 7))):
-            net.backward(x, blob, seed)  # build + warm the session
-            t, tp = timeit_pair(lambda: net.backward(x, blob, seed, engine="onnx"),
-                                (lambda: peer.input_grad(x, blob, seed)) if peer else None, args.repeat)
+        for seed in (Seed.at_unit("fc8", blobs["fc8"].shape, 3), Seed.channel_map("conv5", blobs["conv5"], 7)):
+            blob = seed.blob
+            backward(net, x, seed)  # build + warm the session
+            t, tp = timeit_pair(lambda: backward(net, x, seed, engine="onnx"),
+                                (lambda: peer.input_grad(x, blob, seed.values)) if peer else None, args.repeat)
             row(f"gradient graph fwd+bwd from {blob}", t, tp)
             # the floor: the convolutions alone, already near the CPU's FMA peak (ORT's NCHWc
-            # kernels), in the graph net.backward runs for this seed (one channel: see grad.py)
-            c = seeded_channel(seed)
+            # kernels), in the graph backward() runs for this seed (one channel: see backward/graph.py)
             model, _ = build_gradient_model(net, blob, blob_diffs=False, seed_channel=True)
-            feeds = {net.input_name: x, SEED: seed[:, c:c + 1], SEED_CHANNEL: np.array([c], np.int64)}
+            feeds = {net.input_name: x, SEED: seed.one_channel(), SEED_CHANNEL: np.array([seed.channel], np.int64)}
             row("  of which convolution kernels (ORT profiler)", conv_ms(kernel_ms(model, feeds, args.repeat)) / 1000, tp)
             # a seed in every channel takes the general graph
-            dense = np.random.default_rng(1).normal(size=seed.shape).astype(np.float32)
-            net.backward(x, blob, dense)
-            t, tp = timeit_pair(lambda: net.backward(x, blob, dense, engine="onnx"),
-                                (lambda: peer.input_grad(x, blob, dense)) if peer else None, args.repeat)
+            dense = Seed(blob, np.random.default_rng(1).normal(size=seed.values.shape))
+            backward(net, x, dense)
+            t, tp = timeit_pair(lambda: backward(net, x, dense, engine="onnx"),
+                                (lambda: peer.input_grad(x, blob, dense.values)) if peer else None, args.repeat)
             row("  seed in every channel (the general graph)", t, tp)
         # the deconv rows against the ORT forward, their calls alternated
-        seed = channel_map_seed(blobs["conv5"], 7)
+        seed = Seed.channel_map("conv5", blobs["conv5"], 7)
 
         def forward():
             net.forward(x)
 
-        td, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), forward,
+        td, f = timeit_pair(lambda: backward(net, x, seed, mode="deconv", engine="numpy"), forward,
                             args.repeat, settle=0)
         row("NumPy deconv from conv5 (incl. forward)", td, f, "ORT forward")
         values = net.forward_all(x)
-        ta, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy", values=values),
+        ta, f = timeit_pair(lambda: backward(net, x, seed, mode="deconv", engine="numpy", values=values),
                             forward, args.repeat, settle=0)
         row("NumPy deconv from conv5 (forward reused)", ta, f, "ORT forward")
-        t_onnx_dc, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="onnx"), forward,
+        t_onnx_dc, f = timeit_pair(lambda: backward(net, x, seed, mode="deconv", engine="onnx"), forward,
                                    args.repeat, settle=0)
         row("gradient graph deconv from conv5", t_onnx_dc, f, "ORT forward")
 
@@ -231,7 +228,8 @@ def bench_optimize(args):
           f"  {r['batch_speedup']:5.2f}x one at a time")
     # Batching can only amortize what is shared between images (the FC weight reads, the
     # per-call overhead); the convolutions cost the same per image at any batch size.
-    from caffevis.grad import SEED, build_gradient_model
+    from caffevis.backward import build_gradient_model
+    from caffevis.backward.graph import SEED
 
     b = r["batch_size"]
     model, _ = build_gradient_model(net, "fc8")
@@ -278,7 +276,7 @@ def bench_optimize_dask(args):
     from dask.distributed import LocalCluster
 
     from caffevis.cluster import model_for_workers
-    from caffevis.net import Net
+    from caffevis.model.net import Net
     from caffevis.input_space import InputSpace
     from caffevis.optimize import optimize_units, preset_params
     from caffevis.optimize.cluster import optimize_units_dask

@@ -14,7 +14,7 @@ def register(sub):
 def run(args):
     import onnx
 
-    from ..net import convert_caffe
+    from ..model.net import convert_caffe
 
     from ..io import output_path
 

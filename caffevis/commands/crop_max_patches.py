@@ -33,7 +33,7 @@ def register(sub):
 
 def run(args):
     from ..mining.maxes import load_maxes
-    from ..net import Net
+    from ..model.net import Net
     from ..mining.patches import crop_max_patches
 
     result = load_maxes(args.maxes)

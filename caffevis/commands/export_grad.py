@@ -15,8 +15,8 @@ def register(sub):
 def run(args):
     import onnx
 
-    from ..grad import build_gradient_model
-    from ..net import Net
+    from ..backward import build_gradient_model
+    from ..model.net import Net
 
     from ..io import output_path
 

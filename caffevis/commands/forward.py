@@ -13,7 +13,7 @@ def register(sub):
 
 
 def run(args):
-    from ..net import Net
+    from ..model.net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
     blobs = net.forward(load_input(args, net))

@@ -20,7 +20,7 @@ def cuda_check(args):
 
     from ..cuda_kernels import check_net_graphs, kernel_table
     from ..errors import CaffevisError
-    from ..net import Net
+    from ..model.net import Net
     from ..paths import REPO_ROOT
     from ..settings import load_settings
 
@@ -48,14 +48,14 @@ def cuda_check(args):
 
 
 def run(args):
-    from ..runtime import provider_report
+    from ..model.runtime import provider_report
 
     if args.cuda_check:
         return cuda_check(args)
     if not args.model:
         print(f"execution provider: {provider_report(args.cpu)}")
         return 0
-    from ..net import Net
+    from ..model.net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
     print(f"{net.name}: input '{net.input_name}' {net.input_shape}, provider {net.provider}"

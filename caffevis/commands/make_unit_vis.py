@@ -47,7 +47,7 @@ def register(sub):
 def run(args):
     from ..errors import InputError
     from ..mining.maxes import load_maxes
-    from ..net import Net
+    from ..model.net import Net
     from ..images import write_image
     from ..mining.layout import unit_jpg_path
     from ..mining.patches import make_max_tree, montage_from_patch_dir

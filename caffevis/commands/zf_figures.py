@@ -31,7 +31,7 @@ def register(sub):
 def run(args):
     from ..lenet import mnist, train, zf_figures
     from ..errors import InputError
-    from ..net import Net
+    from ..model.net import Net
 
     if args.top < 1:
         raise InputError(f"--top {args.top}: expected at least 1")

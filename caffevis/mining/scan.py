@@ -143,7 +143,6 @@ class ChannelMaxima:
         import onnx
         from onnx import TensorProto, helper
 
-        from ..runtime import make_session
 
         self.locate = locate or ("host" if net.provider == "CPUExecutionProvider" else "graph")
         if self.locate not in ("host", "graph"):
@@ -189,7 +188,7 @@ class ChannelMaxima:
                 names = [mx, flat]
             self.outputs += names
         self.input_name = net.input_name
-        self.session = make_session(model.SerializeToString(), net.force_cpu)
+        self.session = net.runtime.session(model, net.label)  # the net's threads and provider
 
     def __call__(self, x):
         """blob -> (maxima (B, C), argmax (B, C) or None, maps (B, C, H*W) or None)."""
@@ -298,7 +297,7 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     """
     from tqdm import tqdm
 
-    from ..net import Net
+    from ..model.net import Net
 
     source = source or open_source(job.source)
     if net is None:
@@ -450,7 +449,7 @@ def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, fo
     ``ort_threads`` caps ONNX Runtime's threads so the workers of one machine share its
     cores instead of each taking all of them (0: all cores).
     """
-    from ..net import Net
+    from ..model.net import Net
 
     job = ScanJob(**job_config)
     net = Net.load(job.model, force_cpu=force_cpu, threads=ort_threads)

@@ -27,7 +27,7 @@ from .units import plan_runs, save_run
 @functools.lru_cache(maxsize=4)
 def worker_objective(model: str, layer: str, force_cpu: bool, threads: int):
     """The net and unit objective of this worker process, built on its first batch."""
-    from ..net import Net
+    from ..model.net import Net
     from .objective import UnitObjective
 
     net = Net.load(model, force_cpu=force_cpu, threads=threads)

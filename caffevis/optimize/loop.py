@@ -224,7 +224,7 @@ def optimize(net, params_list, space: InputSpace, objective: UnitObjective | Non
 
     Parameters
     ----------
-    net : caffevis.net.Net
+    net : caffevis.model.Net
         A net converted from Caffe.
     params_list : OptimizeParams or list of OptimizeParams
         One run each (units, presets and seeds may differ; ``push_layer`` must not).

@@ -251,8 +251,8 @@ class Settings:
         return ("onnx" if len(keys) == 1 else "caffe"), tuple(getattr(self, k) for k in keys)
 
     def open_net(self, force_cpu=None, cache_dir=None):
-        """Load the model the settings name (a :class:`caffevis.net.Net`)."""
-        from ..net import Net
+        """Load the model the settings name (a :class:`caffevis.model.Net`)."""
+        from ..model.net import Net
 
         kind, paths = self.model_spec()
         cpu = self.use_cpu if force_cpu is None else bool(force_cpu)
@@ -493,9 +493,9 @@ def load_settings(path=None, overrides=None) -> Settings:
 
 def model_overrides(spec: str) -> dict:
     """Overrides for a CLI ``MODEL`` argument: ``x.onnx`` or ``deploy.prototxt:weights.caffemodel``
-    (parsed by :func:`caffevis.net.parse_model_spec`, the one model-spec parser)."""
+    (parsed by :func:`caffevis.model.net.parse_model_spec`, the one model-spec parser)."""
     from ..errors import InputError
-    from ..net import parse_model_spec
+    from ..model.net import parse_model_spec
 
     try:
         kind, paths = parse_model_spec(spec)

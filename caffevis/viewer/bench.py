@@ -101,11 +101,11 @@ def viewer_fps(settings_path, images=None, random_weights=None, modes=("off", "g
 
 
 def random_weights_net(prototxt, seed=0, force_cpu=True):
-    """A :class:`~caffevis.net.Net` from a deploy prototxt with seeded He-normal weights."""
-    from ..caffe import reader
-    from ..caffe.fillers import fill_weights
-    from ..caffe.to_onnx import convert
-    from ..net import Net
+    """A :class:`~caffevis.model.Net` from a deploy prototxt with seeded He-normal weights."""
+    from ..model.caffe import reader
+    from ..model.caffe.fillers import fill_weights
+    from ..model.caffe.to_onnx import convert
+    from ..model.net import Net
 
     model, _ = convert(fill_weights(reader.load_caffe(prototxt), seed=seed, kind="he"))
     return Net.from_onnx_model(model, force_cpu=force_cpu)

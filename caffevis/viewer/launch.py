@@ -98,7 +98,7 @@ def build_viewer(settings, images=None, image_list=None, video=None, camera=None
     force_cpu : bool, optional
     engine : str, optional
         Back-pass engine: 'onnx' (default: the exported gradient graphs, fastest) or 'numpy'.
-    net : caffevis.net.Net, optional
+    net : caffevis.model.Net, optional
         An already opened net (else the settings' model is opened).
     """
     parts = open_parts(settings, images, image_list, mnist, force_cpu, net)

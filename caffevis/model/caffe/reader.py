@@ -15,9 +15,9 @@ import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
-from ..errors import ModelError
-from ..io import sha1_of
-from ..limits import MAX_NESTING, brace_depth, element_count
+from ...errors import ModelError
+from ...io import sha1_of
+from ...limits import MAX_NESTING, brace_depth, element_count
 from . import schema
 
 # V1 enum name -> V2 type string.
