@@ -449,3 +449,15 @@ def test_benchmark_reports_rates():
     b = O.benchmark(net, "ip2", space, units=4, iterations=5, batch_size=4)
     assert b["seconds_per_run"] > 0 and b["units_per_second_batched"] > 0
     assert b["iterations"] == 5 and b["batch_size"] == 4
+
+
+def test_channel_swap_to_rgb_flag_sets_the_saved_images_order(tmp_path):
+    """--channel-swap-to-rgb overrides the settings' order for saved images; a wrong one is one line."""
+    from caffevis.cli import main
+
+    d = shared_path("models", "lenet_caffe")
+    model = f"{d}/lenet.prototxt:{d}/lenet_iter_10000.caffemodel"
+    assert main(["optimize", model, "--input-scale", str(LENET_SCALE), "--push-layer", "ip2", "--max-iter", "2",
+                 "--channel-swap-to-rgb", "(2,1,0)", "--output-prefix", str(tmp_path / "opt")]) == 2  # 1 channel
+    assert main(["optimize", model, "--input-scale", str(LENET_SCALE), "--push-layer", "ip2", "--max-iter", "2",
+                 "--channel-swap-to-rgb", "(0,)", "--output-prefix", str(tmp_path / "opt")]) == 0

@@ -225,9 +225,13 @@ def open_model(args):
     if args.channel_swap_to_rgb:
         to_rgb = parse_literal(args.channel_swap_to_rgb, "channel-swap-to-rgb")
         try:
-            to_rgb = check_channel_swap(to_rgb, space.channels)  # a permutation of the channels (None: identity)
-        except (InputError, TypeError, ValueError) as err:
-            raise SettingsError(f"--channel-swap-to-rgb: {err}") from None
+            order = tuple(int(v) for v in to_rgb)
+        except (TypeError, ValueError):
+            order = ()
+        if sorted(order) != list(range(space.channels)):
+            raise SettingsError(f"--channel-swap-to-rgb: {args.channel_swap_to_rgb} is not a permutation of the "
+                                f"net's {space.channels} input channels")
+        to_rgb = check_channel_swap(order, space.channels)  # None: nothing to swap
         # the space keeps the forward swap: net channel i = image channel swap[i]
         space = space.replace(channel_swap=None if to_rgb is None else tuple(int(i) for i in np.argsort(to_rgb)))
     if mean_given and mean is None:
