@@ -24,7 +24,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
-        "bench": ["torch==2.13.0"],
+        # PyTorch peers and fixture export (tools/bench.py, tools/export_torchvision.py);
+        # torch is never a runtime dependency
+        "bench": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],
+        "torch": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],
     },
     entry_points={"console_scripts": ["caffevis=caffevis.cli:main"]},
     # settings files and the trained LeNet (the embedded default) for non-editable installs
