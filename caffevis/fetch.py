@@ -223,7 +223,7 @@ def _check_prototxt(path):
 
 
 def convert_to_onnx(prototxt: str, weights: str, onnx_path: str) -> str:
-    """Convert with :func:`caffevis.net.convert_caffe` and save ``.onnx`` plus a ``.json`` sidecar."""
+    """Convert with :func:`caffevis.model.convert_caffe` and save ``.onnx`` plus a ``.json`` sidecar."""
     from .model.net import convert_caffe
 
     model = convert_caffe(prototxt, weights)

@@ -408,9 +408,7 @@ class UnitObjective:
     """
 
     def __init__(self, net, layer):
-        from .backward.graph import build_gradient_model, input_diff_name, resolve_start
-        from .model.runtime import make_session
-        import onnx
+        from .backward import gradient_session, resolve_start
 
         if not net.is_caffe:
             raise ModelError("the optimizer needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")
@@ -421,21 +419,18 @@ class UnitObjective:
         self.blob_shape = tuple(net.blob_shapes[layer][1:])
         if len(self.blob_shape) not in (1, 3):
             raise InputError(f"push layer '{layer}' has shape {self.blob_shape}; expected (C,) or (C, H, W)")
-        model, _ = build_gradient_model(net, layer, mode="backprop", start="layer")
-        idx, target = resolve_start(net.layers, net.input_name, layer, "layer")
+        idx, _ = resolve_start(net.layers, net.input_name, layer, "layer")
         self._in_place = [p for p in net.layers if p.index > idx and layer in p.tops and layer in p.bottoms]
         self._numpy_tail = all(p.type in ("ReLU", "Dropout") for p in self._in_place)
-        self._outputs = [input_diff_name(net.input_name), target]
-        del model.graph.output[:]  # only what the loop needs: ORT then skips the other copies
-        model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
-                                  for n in self._outputs)
-        # make_session turns ORT's spin-waiting off: the blur and percentile steps between
-        # runs need the cores (SqueezeNet on 2 cores: 47 ms per iteration spinning, 27 not)
-        self.session = make_session(model.SerializeToString(), net.force_cpu, getattr(net, "threads", 0))
+        # the net's cached gradient session, with the seeded layer's output as a second
+        # output (no per-blob diffs: ORT then reuses their buffers); its factory turns ORT's
+        # spin-waiting off: the blur and percentile steps between runs need the cores
+        # (SqueezeNet on 2 cores: 47 ms per iteration spinning, 27 not)
+        self.session = gradient_session(net, layer, mode="backprop", start="layer", value=True)
 
     @property
     def provider(self) -> str:
-        return self.session.get_providers()[0]
+        return self.session.provider
 
     def seeds(self, units, push_dirs):
         seed = np.zeros((len(units),) + self.blob_shape, np.float32)
@@ -446,7 +441,8 @@ class UnitObjective:
     def __call__(self, x, units, push_dirs):
         """Return (blob values (N, ...), input gradients (N, C, H, W) float32)."""
         x32 = np.ascontiguousarray(x, np.float32)
-        grad, value = self.session.run(self._outputs, {self.net.input_name: x32, "seed": self.seeds(units, push_dirs)})
+        result = self.session.run(x32, self.seeds(units, push_dirs))
+        grad, value = result["input"], result["value"]
         if not self._numpy_tail:
             return self.net.forward(x32, blobs=[self.layer])[self.layer], grad
         for p in self._in_place:
@@ -593,7 +589,7 @@ def optimize(net, params_list, space: InputSpace, objective: UnitObjective | Non
 
     Parameters
     ----------
-    net : caffevis.net.Net
+    net : caffevis.model.Net
         A net converted from Caffe.
     params_list : OptimizeParams or list of OptimizeParams
         One run each (units, presets and seeds may differ; ``push_layer`` must not).

@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .backward import Seed, backward
 from .errors import InputError
 from .imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
 from .receptive import crop_region, net_fields
@@ -107,7 +108,7 @@ class PatchMaker:
     lrn : {'derivative', 'identity'}
         LRN rule of the deconv (the toolbox's Caffe branch: derivative).
     engine : {'onnx', 'numpy'}
-        Backward engine (see :meth:`caffevis.net.Net.backward`); the exported ONNX graph
+        Backward engine (see :func:`caffevis.backward.backward`); the exported ONNX graph
         is the faster one on ONNX Runtime.
     cache : int
         Bytes of preprocessed images and their blob values kept in memory (units of one
@@ -228,7 +229,8 @@ class PatchMaker:
             seed[(b, unit) + (e[4] or ())] = 1.0
         for mode in ("deconv", "backprop"):
             if mode in kinds or mode + "norm" in kinds:
-                diff = self.net.backward(x, layer, seed, mode=mode, lrn=self.lrn, start="layer", engine=self.engine)
+                diff = backward(self.net, x, Seed(layer, seed, unit), mode=mode, lrn=self.lrn, start="layer",
+                                engine=self.engine)
                 crops[mode] = [crop_region(d, r) for d, r in zip(diff, regions)]
                 if all(not np.any(c) for c in crops[mode]):
                     self.warn(f"{layer} unit {unit}: the {mode} is all zeros")

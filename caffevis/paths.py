@@ -40,6 +40,10 @@ def code_version(*modules) -> str:
     return h.hexdigest()[:12]
 
 
+_LAYER_FILES = tuple(os.path.join("layers", f) for f in sorted(os.listdir(os.path.join(os.path.dirname(__file__), "layers")))
+                     if f.endswith(".py"))
+# the code a converted model and a gradient graph depend on (their cache keys hash it)
 CONVERTER_FILES = tuple(os.path.join(*p) for p in (
     ("model", "onnx_graph.py"), ("model", "caffe", "schema.py"), ("model", "caffe", "reader.py"),
-    ("model", "caffe", "layers.py"), ("model", "caffe", "to_onnx.py")))
+    ("model", "caffe", "layers.py"), ("model", "caffe", "to_onnx.py"))) + _LAYER_FILES
+GRADIENT_FILES = CONVERTER_FILES + (os.path.join("backward", "graph.py"), os.path.join("backward", "rules.py"))

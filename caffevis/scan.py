@@ -282,7 +282,6 @@ class ChannelMaxima:
         import onnx
         from onnx import TensorProto, helper
 
-        from .model.runtime import make_session
 
         self.locate = locate or ("host" if net.provider == "CPUExecutionProvider" else "graph")
         if self.locate not in ("host", "graph"):
@@ -328,7 +327,7 @@ class ChannelMaxima:
                 names = [mx, flat]
             self.outputs += names
         self.input_name = net.input_name
-        self.session = make_session(model.SerializeToString(), net.force_cpu)
+        self.session = net.runtime.session(model, net.label)  # the net's threads and provider
 
     def __call__(self, x):
         """blob -> (maxima (B, C), argmax (B, C) or None, maps (B, C, H*W) or None)."""

@@ -569,7 +569,7 @@ class Settings:
         return ("onnx" if len(keys) == 1 else "caffe"), tuple(getattr(self, k) for k in keys)
 
     def open_net(self, force_cpu=None, cache_dir=None):
-        """Load the model the settings name (a :class:`caffevis.net.Net`)."""
+        """Load the model the settings name (a :class:`caffevis.model.Net`)."""
         from .model.net import Net
 
         kind, paths = self.model_spec()

@@ -5,7 +5,7 @@ The net, the initialization and the solver follow Caffe's ``examples/mnist``
 biases; bias ``lr_mult`` 2; ``lr = base_lr * (1 + gamma * iter) ^ -power``; L2 weight decay
 added to the diff; ``history = momentum * history + lr * lr_mult * diff``; ``w -= history``.
 Parameter gradients of the mean SoftmaxWithLoss come from the exported ONNX gradient graph
-(:class:`caffevis.grad.GradientSession` with ``params_as_inputs``), run by ONNX Runtime:
+(:class:`caffevis.backward.GradientSession` with ``params_as_inputs``), run by ONNX Runtime:
 no other autodiff framework is involved.
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ def deploy_prototxt_text(batch: int = 1) -> str:
 
 
 def build_net(params, batch: int = 1, force_cpu: bool = False):
-    """A :class:`caffevis.net.Net` of LeNet holding ``params`` (no files left behind)."""
+    """A :class:`caffevis.model.Net` of LeNet holding ``params`` (no files left behind)."""
     from .model.net import Net
 
     text = deploy_prototxt_text(batch)
@@ -227,7 +227,7 @@ def accuracy(net, images, labels, batch: int = 1000) -> float:
 # -- training -----------------------------------------------------------------------------
 def gradient_session(params, batch: int, force_cpu: bool = False):
     """The training gradient graph: mean softmax loss at ``ip2``; parameters are inputs."""
-    from .backward.graph import GradientSession
+    from .backward import GradientSession
 
     net = build_net(params, batch=batch, force_cpu=force_cpu)
     return GradientSession(net, LOSS_BLOB, params=True, params_as_inputs=True, loss="softmax")
@@ -264,8 +264,8 @@ def train(train_images, train_labels, settings: SolverSettings, test=None, progr
     rng = np.random.default_rng([settings.seed, 1])
     stream = batches(len(train_images), settings.batch, rng)
     record = {"solver": dataclasses.asdict(settings), "train_items": int(len(train_images)),
-              "gradients": "caffevis.grad softmax-loss graph (params as inputs) on onnxruntime "
-                           f"{onnxruntime.__version__} {session.session.get_providers()[0]}",
+              "gradients": "caffevis.backward softmax-loss graph (params as inputs) on onnxruntime "
+                           f"{onnxruntime.__version__} {session.provider}",
               "loss": [], "test": []}
     window, start = [], time.time()
     bar = tqdm(range(settings.max_iter), desc="train-lenet", unit="it", disable=not progress, mininterval=1.0)

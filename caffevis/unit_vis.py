@@ -153,7 +153,7 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
 
     Parameters
     ----------
-    net : caffevis.net.Net
+    net : caffevis.model.Net
     settings_or_params : Settings, dict, OptimizeParams or None
         Settings give the input space (mean, scales, channel swap). A dict gives parameter
         overrides applied to every preset (e.g. ``{'max_iter': 50}`` for a quick look; not

@@ -18,6 +18,7 @@ import os
 import cv2
 import numpy as np
 
+from .backward import Seed, backward
 from .errors import InputError
 from .imaging import to_uint8
 
@@ -77,7 +78,9 @@ def projections(net, x, blob, units, lrn="identity"):
         return np.zeros((0,) + tuple(x.shape[1:]), np.float32)
     seeds = unit_seeds(net.blob_shapes[blob][1:], units)
     batch = np.repeat(x, len(units), axis=0)
-    return net.backward(batch, blob, seeds, mode="deconv", lrn=lrn, start="last", engine="onnx")
+    channels = {u.channel for u in units}  # one channel for all: the graph computes it alone
+    seed = Seed(blob, seeds, channels.pop() if len(channels) == 1 else None)
+    return backward(net, batch, seed, mode="deconv", lrn=lrn, start="last", engine="onnx")
 
 
 # -- rendering -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import onnx
 import pytest
 
 import caffe_loops
+from caffevis.backward import Seed, backward
 from caffevis.model.caffe.fillers import fill_weights
 from caffevis.model.caffe.reader import load_caffe
 from caffevis.model.caffe.to_onnx import convert
@@ -135,7 +136,7 @@ def test_bad_new_layer_parameters_are_one_line_model_errors(tmp_path, layer, mes
 
 def test_ceil_mode_pooling_sizes():
     """Caffe's pooled size: ceil rounding, clipped so the last window starts inside."""
-    from caffevis.model.caffe.layers import pool_output_size
+    from caffevis.layers.pool import pool_output_size
 
     assert pool_output_size(55, 3, 0, 2) == 27      # CaffeNet pool1
     assert pool_output_size(13, 3, 0, 2) == 6       # pool5
@@ -207,7 +208,7 @@ def test_foreign_onnx_model_exposes_its_tensors():
     assert "Parameter193_reshape1" not in net.blob_names  # a weight reshape is no blob
     assert sum(v.ndim == 4 and v.shape[0] == 2 for v in blobs.values()) >= 4  # conv activations
     with pytest.raises(ModelError):
-        net.backward(x, net.blob_names[-1], np.zeros_like(blobs[net.blob_names[-1]]))
+        backward(net, x, Seed(net.blob_names[-1], np.zeros_like(blobs[net.blob_names[-1]])))
 
 
 def test_one_provider_line_on_stderr(tmp_path):
@@ -271,7 +272,7 @@ def test_net_api_errors():
     with pytest.raises(InputError, match="unknown blob"):
         net.forward(np.zeros((1, 1, 28, 28), np.float32), blobs=["nope"])
     with pytest.raises(InputError, match="expected"):
-        net.backward(np.zeros((1, 1, 28, 28), np.float32), "ip2", np.zeros((1, 3), np.float32))
+        backward(net, np.zeros((1, 1, 28, 28), np.float32), Seed("ip2", np.zeros((1, 3), np.float32)))
 
 
 def test_v1_prototxt_and_v1_caffemodel_with_legacy_blob_dims(tmp_path):

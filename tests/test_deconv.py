@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
+from caffevis.backward import Seed, backward
 from caffevis.layers import numpy_ops
 from caffevis.model.caffe.fillers import fill_weights
 from caffevis.model.caffe.reader import load_caffe
-from caffevis.model.caffe.to_onnx import convert, pool_geometry
+from caffevis.layers.pool import pool_geometry
+from caffevis.model.caffe.to_onnx import convert
 from caffevis.backward.numpy_engine import backward_numpy
 from caffevis.errors import InputError
 from caffevis.model.net import Net
@@ -240,8 +242,8 @@ def test_slice_crop_bias_bnll_exp_log_backward_matches_finite_differences(blob):
     _assert_matches_finite_differences(ref, x, blob, seed, got, rng, blob)
     x32, seed32 = x.astype(np.float32), seed.astype(np.float32)
     for mode in ("deconv", "guided", "backprop"):
-        graph = net.backward(x32, blob, seed32, mode=mode, engine="onnx")
-        assert rel_err(net.backward(x32, blob, seed32, mode=mode, engine="numpy"), graph) <= 1e-5, mode
+        graph = backward(net, x32, Seed(blob, seed32), mode=mode, engine="onnx")
+        assert rel_err(backward(net, x32, Seed(blob, seed32), mode=mode, engine="numpy"), graph) <= 1e-5, mode
         assert rel_err(graph, got) <= 1e-5
 
 
@@ -315,7 +317,7 @@ layer {{ name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution
 """, shape=(n, c, h, w))
     x = np.random.default_rng(6).normal(size=(n, c, h, w)).astype(np.float32)
     dy = np.random.default_rng(7).normal(size=net.forward(x)["conv"].shape).astype(np.float32)
-    dx = net.backward(x, "conv", dy, engine="onnx")
+    dx = backward(net, x, Seed("conv", dy), engine="onnx")
     attrs = dict(kernel=kernel, stride=stride, pad=pad, dilation=dilation, group=group)
     full = caffe_loops.deconv(dy.astype(np.float64), net.layers[0].params[0].astype(np.float64), None, attrs)
     assert dx.shape == x.shape and rel_err(dx[:, :, :full.shape[2], :full.shape[3]], full) <= 1e-5
@@ -383,7 +385,7 @@ def test_bad_arguments_raise_one_line_input_errors(zoo):
     seed_r = np.ones((1, 7, 1), np.float32)
     from_layer = backward_numpy(net, x, "r", seed_r, start="layer")
     np.testing.assert_array_equal(from_layer, backward_numpy(net, x, "r", seed_r, start="last"))
-    np.testing.assert_allclose(from_layer, net.backward(x, "r", seed_r, mode="deconv", start="layer", engine="onnx"),
+    np.testing.assert_allclose(from_layer, backward(net, x, Seed("r", seed_r), mode="deconv", start="layer", engine="onnx"),
                                rtol=1e-4, atol=1e-6)
     with pytest.raises(InputError, match="unknown blob"):
         backward_numpy(net, x, "nope", seed)
@@ -415,7 +417,7 @@ def test_in_place_relu_masks_with_its_output_as_caffe(tmp_path):
     factor2 = np.where(post > 0, 1.0, -0.5)
     want2 = np.einsum("oc,nohw->nchw", w, seed * factor2 * factor)
     for engine in ("onnx", "numpy"):
-        got = net.backward(x, "conv", seed, mode="backprop", engine=engine)
+        got = backward(net, x, Seed("conv", seed), mode="backprop", engine=engine)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-        got2 = net.backward(x, "out", seed, mode="backprop", engine=engine)
+        got2 = backward(net, x, Seed("out", seed), mode="backprop", engine=engine)
         np.testing.assert_allclose(got2, want2, rtol=1e-5, atol=1e-6)

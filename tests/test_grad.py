@@ -9,13 +9,16 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx.reference import ReferenceEvaluator
 
+from caffevis.backward import Seed, backward
 from caffevis.model.caffe.fillers import fill_weights
 from caffevis.model.caffe.reader import load_caffe
-from caffevis.model.caffe.to_onnx import convert, pool_geometry
+from caffevis.layers.pool import pool_geometry
+from caffevis.model.caffe.to_onnx import convert
 import onnxruntime as ort
 
 from caffevis.errors import InputError
-from caffevis.backward.graph import build_gradient_model, input_diff_name, param_grad_name
+from caffevis.backward import build_gradient_model, cached_session_keys, gradient_session, input_diff_name, \
+    param_grad_name
 
 from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
 
@@ -92,6 +95,8 @@ def test_gradient_graphs_match_caffe(case):
     report, checked = [], 0
     for name, info in _seeds(case):
         seed = refs["backprop"][f"{name}/seed"]
+        # the fixture's seeds lie in one channel (a unit or a channel's map): the caller knows which
+        channel = info["channel"] if "channel" in info else info["index"][0] if "index" in info else None
         start = "layer" if info.get("start") == "layer" else "last"
         flips = switch_flips(net, caffe_blobs, ours, _layers_below(net, info["blob"]))
         runs = [("backprop", "derivative", refs["backprop"][f"{name}/grad"])]
@@ -99,19 +104,19 @@ def test_gradient_graphs_match_caffe(case):
                  if f"{name}/lrn_{lrn}" in refs["deconv"]]
         if name in refs["guided"]:
             runs.append(("guided", "derivative", refs["guided"][name]))
-        # net.backward takes the one-channel graph for these seeds; the general graph as well
-        general = net.gradient_session(info["blob"], start=start).run(x, seed)["input"]
+        # backward() takes the one-channel graph for these seeds; the general graph as well
+        general = gradient_session(net, info["blob"], start=start).run(x, seed)["input"]
         runs.append(("backprop (general graph)", "derivative", refs["backprop"][f"{name}/grad"]))
         for mode, lrn, ref in runs:
             got = general if mode.endswith("(general graph)") else \
-                net.backward(x, info["blob"], seed, mode=mode, lrn=lrn, start=start, engine="onnx")
+                backward(net, x, Seed(info["blob"], seed, channel), mode=mode, lrn=lrn, start=start, engine="onnx")
             err = rel_err(got, ref)
             report.append((err, f"{case}/{name}/{mode}/{lrn}", flips))
             mode = mode.split()[0]
             checked += 1
             if err > 1e-4:
                 assert flips > 0, f"{case} {name} {mode} lrn={lrn}: rel err {err:.2e} with identical switches"
-                numpy_got = net.backward(x, info["blob"], seed, mode=mode, lrn=lrn, start=start, engine="numpy")
+                numpy_got = backward(net, x, Seed(info["blob"], seed), mode=mode, lrn=lrn, start=start, engine="numpy")
                 assert rel_err(got, numpy_got) <= 1e-4
     worst = max(report)
     print(f"\n{case}: {checked} comparisons; worst {worst[0]:.2e} at {worst[1]} (switch flips: {worst[2]})")
@@ -186,15 +191,15 @@ def test_start_layer_differs_from_start_last_on_inactive_unit():
     c, y, xx = np.argwhere(blobs["conv5"][0] == 0)[0]
     seed = np.zeros_like(blobs["conv5"])
     seed[:, c, y, xx] = 1.0
-    last = net.backward(x, "conv5", seed, start="last")
-    layer = net.backward(x, "conv5", seed, start="layer")
+    last = backward(net, x, Seed("conv5", seed), start="last")
+    layer = backward(net, x, Seed("conv5", seed), start="layer")
     assert np.abs(last[0]).max() == 0
     assert np.abs(layer[0]).max() > 0
 
 
 def test_gradient_graph_uses_only_layers_below_the_seed():
     net = fixture_net("caffenet_small")
-    from caffevis.backward.graph import build_gradient_model as build
+    from caffevis.backward import build_gradient_model as build
 
     low, _ = build(net, "conv2")
     high, _ = build(net, "fc8")
@@ -242,12 +247,12 @@ def test_cached_gradient_graph_follows_the_prototxt(tmp_path, tmp_cache):
     ave.write_text(open(f"{d}/deploy.prototxt").read().replace("pool: MAX", "pool: AVE", 1))
     x = fixture_arrays("lenet", "input.npy")
     seed = fixture_arrays("lenet", "backward.npz")["ip2_label/seed"]
-    g_max = Net.from_caffe(f"{d}/deploy.prototxt", f"{d}/weights.caffemodel").backward(x, "ip2", seed)
+    g_max = backward(Net.from_caffe(f"{d}/deploy.prototxt", f"{d}/weights.caffemodel"), x, Seed("ip2", seed))
     net_ave = Net.from_caffe(str(ave), f"{d}/weights.caffemodel")
-    g_ave = net_ave.backward(x, "ip2", seed)
+    g_ave = backward(net_ave, x, Seed("ip2", seed))
     assert list(tmp_cache.glob("*/grad/*.onnx")), "small nets' gradient graphs are cached on disk"
     assert rel_err(g_ave, g_max) > 1e-2
-    assert rel_err(g_ave, net_ave.backward(x, "ip2", seed, engine="numpy")) <= 1e-5
+    assert rel_err(g_ave, backward(net_ave, x, Seed("ip2", seed), engine="numpy")) <= 1e-5
 
 
 @pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.6])
@@ -255,7 +260,7 @@ def test_lrn_negative_power_matches_numpy(beta):
     """Each of x ** -beta's vectorized forms (the LRN scale's power) in ORT."""
     import onnxruntime as ort
 
-    from caffevis.model.caffe.to_onnx import negative_power
+    from caffevis.layers.norm import negative_power
     from caffevis.model.onnx_graph import GraphBuilder
 
     g = GraphBuilder(np.float32)
@@ -285,9 +290,10 @@ layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }
     (TRANSPOSED_IP, "ip", (True, True)),
 ])
 def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp_path):
-    """net.backward answers a seed in one channel with a graph computing only that channel of
+    """backward() answers a seed in one channel with a graph computing only that channel of
     the seeded layer; it must give the full graph's result in every mode and start rule."""
-    from caffevis.backward.graph import SEED, SEED_CHANNEL, channel_seed_supported
+    from caffevis.backward import channel_seed_supported
+    from caffevis.backward.graph import SEED, SEED_CHANNEL
     from caffevis.model.net import Net
 
     if not os.path.isfile(path):
@@ -305,11 +311,12 @@ def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp
             full, names = build_gradient_model(net, blob, mode=mode, start=start, blob_diffs=True)
             sess = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"])
             want = dict(zip(names, sess.run(None, {net.input_name: x, SEED: seed})))
-            got = net.backward(x, blob, seed, mode=mode, start=start, engine="onnx")
+            got = backward(net, x, Seed(blob, seed, channel), mode=mode, start=start, engine="onnx")
             assert np.abs(got).max() > 0 and rel_err(got, want[input_diff_name("data")]) <= 1e-6, (mode, start)
-            assert next(reversed(net._grad_sessions))[-1] is ok  # the session used: seed_channel flag
+            assert cached_session_keys(net)[-1][-2] is ok  # the session used: seed_channel flag
             # every blob's diff too (the viewer's diff panes), the seeded blob's among them
-            _, diffs = net.backward(x, blob, seed, mode=mode, start=start, engine="onnx", blob_diffs=True)
+            _, diffs = backward(net, x, Seed(blob, seed, channel), mode=mode, start=start, engine="onnx",
+                                blob_diffs=True)
             assert blob in diffs and set(diffs) == {n[5:] for n in names} - {"data"}
             for b, d in diffs.items():
                 assert d.shape == want[input_diff_name(b)].shape and rel_err(d, want[input_diff_name(b)]) <= 1e-6, b
@@ -321,16 +328,19 @@ def test_one_channel_seed_graph_equals_the_full_graph(path, blob, supported, tmp
             assert {i.name for i in model.graph.input} == {net.input_name, SEED, SEED_CHANNEL}
 
 
-def test_seeded_channel_finds_a_lone_channel_only():
-    from caffevis.backward.graph import seeded_channel
+def test_seed_knows_its_channel():
+    """The caller names the seed's channel (no scan of the diff); the constructors set it."""
+    from caffevis.backward import Seed
 
-    seed = np.zeros((2, 5, 3, 3), np.float32)
-    assert seeded_channel(seed) is None  # all zero: the full graph
-    seed[1, 2, 0, 1] = 1.0
-    assert seeded_channel(seed) == 2
-    seed[0, 4, 2, 2] = -1.0
-    assert seeded_channel(seed) is None
-    assert seeded_channel(np.ones((2, 1, 4), np.float32)) is None  # one channel only: nothing to skip
+    value = np.random.default_rng(0).normal(size=(2, 5, 3, 3)).astype(np.float32)
+    seed = Seed.channel_map("b", value, 2)
+    assert seed.channel == 2 and np.array_equal(seed.values[:, 2], value[:, 2]) and not seed.values[:, [0, 1, 3, 4]].any()
+    assert seed.one_channel().shape == (2, 1, 3, 3)
+    unit = Seed.at_unit("b", (2, 5, 3, 3), 4)
+    assert unit.channel == 4 and unit.values[:, 4, 1, 1].tolist() == [1.0, 1.0] and unit.values.sum() == 2
+    assert Seed.at_unit("b", (2, 5), np.array([1, 3])).channel is None  # a channel per image: a general diff
+    with pytest.raises(InputError, match="seed channel 5 out of range"):
+        Seed("b", value, 5)
 
 
 RELU_POOL = """name: "rp"
@@ -364,7 +374,7 @@ def test_relu_mask_applied_at_the_max_pool_keeps_every_diff(mode, tmp_path):
     blobs = net.forward(x)
     assert (blobs["pool"] == 0).any() and (blobs["pool"] > 0).any()
     seed = np.random.default_rng(3).normal(size=blobs["cat"].shape).astype(np.float32)
-    got, diffs = net.backward(x, "cat", seed, mode=mode, engine="onnx", blob_diffs=True)
+    got, diffs = backward(net, x, Seed("cat", seed), mode=mode, engine="onnx", blob_diffs=True)
     want, want_diffs = backward_numpy(net, x, "cat", seed, mode=mode, blob_diffs=True)
     assert rel_err(got, want) <= 1e-5
     for blob in ("conv", "r2", "conv2", "pool", "pool2"):

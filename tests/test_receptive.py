@@ -4,6 +4,7 @@ convolutions it fills it)."""
 import numpy as np
 import pytest
 
+from caffevis.backward import Seed, backward
 from caffevis.model.caffe.layers import plan
 from caffevis.model.caffe.reader import load_caffe
 from caffevis.receptive import crop_region, field_sizes, net_fields, receptive_fields
@@ -60,7 +61,7 @@ def test_lenet_fields():
     ("squeezenet_v1.0", ["conv1", "fire2/concat", "fire3/expand3x3", "fire4/concat"]),
 ])
 def test_backward_support_lies_in_the_field(case, blobs):
-    from caffevis.backward.graph import unit_seed
+    from caffevis.backward import unit_seed
 
     net = fixture_net(case)
     x = fixture_arrays(case, "input.npy")[:1]
@@ -70,7 +71,7 @@ def test_backward_support_lies_in_the_field(case, blobs):
         _, c, h, w = net.blob_shapes[blob]
         for unit in [(0, h // 2, w // 2), (1, 0, 0), (c - 1, h - 1, w - 1)]:
             seed = unit_seed((1, c, h, w), *unit)
-            g = net.backward(x, blob, seed, mode="deconv", start="layer")[0]
+            g = backward(net, x, Seed(blob, seed), mode="deconv", start="layer")[0]
             support = np.argwhere(np.abs(g).sum(0) > 0)
             if not len(support):
                 continue

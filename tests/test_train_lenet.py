@@ -13,7 +13,7 @@ from caffevis.model.caffe import reader
 from caffevis.io import sha1_of
 from caffevis.model.caffe.to_onnx import convert
 from caffevis.cli import main
-from caffevis.backward.graph import build_gradient_model, param_grad_name, unit_seed
+from caffevis.backward import build_gradient_model, gradient_session, param_grad_name, unit_seed
 from caffevis.model.net import Net
 from conftest import REPO, fixture_arrays, fixture_net, rel_err, shared_path
 
@@ -131,7 +131,7 @@ def test_parameter_gradients_match_caffes_backward():
     x = fixture_arrays("lenet", "input.npy")
     seed = unit_seed((len(x), 10), np.array(meta["seeds"]["ip2_label"]["units"]))
     np.testing.assert_array_equal(seed, fixture_arrays("lenet", "backward.npz")["ip2_label/seed"])
-    got = net.gradient_session("ip2", params=True).run(x, seed)["params"]
+    got = gradient_session(net, "ip2", params=True).run(x, seed)["params"]
     checked = 0
     for layer in ("conv1", "conv2", "ip1", "ip2"):
         for i in range(2):
@@ -149,13 +149,13 @@ def test_training_loss_gradient_is_the_seeded_gradient_of_caffes_softmax_loss(tm
     labels = np.array(json.load(open(fixture_arrays("lenet", "meta.json")))["labels"])
     params = train.init_params(2)
     net = train.build_net(params, batch=len(x))
-    loss_run = net.gradient_session("ip2", params=True, params_as_inputs=True, loss="softmax").run(
+    loss_run = gradient_session(net, "ip2", params=True, params_as_inputs=True, loss="softmax").run(
         x, labels, params=params)
     z = net.forward(x)["ip2"].astype(np.float64)
     prob = np.exp(z - z.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)
     seed = (prob - np.eye(10)[labels]) / len(x)
-    seeded = net.gradient_session("ip2", params=True).run(x, seed.astype(np.float32))
+    seeded = gradient_session(net, "ip2", params=True).run(x, seed.astype(np.float32))
     for layer in params:
         for a, b in zip(loss_run["params"][layer], seeded["params"][layer]):
             assert rel_err(a, b) <= 1e-5, layer

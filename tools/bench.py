@@ -108,7 +108,8 @@ def row(label, seconds, peer=None, peer_label="torch"):
 
 
 def bench_backward(args):
-    from caffevis.backward.graph import SEED, SEED_CHANNEL, build_gradient_model, channel_map_seed, seeded_channel, unit_seed
+    from caffevis.backward import Seed, backward, build_gradient_model
+    from caffevis.backward.graph import SEED, SEED_CHANNEL
 
     net = caffenet()
     try:
@@ -132,38 +133,37 @@ def bench_backward(args):
         fwd, peer_fwd = timeit_pair(lambda: net.forward(x), peer_forward if peer else None, args.repeat)
         print(f" batch {batch}")
         row("ORT forward (all blobs)", fwd, peer_fwd)
-        for blob, seed in (("fc8", unit_seed(blobs["fc8"].shape, 3)),
-                           ("conv5", channel_map_seed(blobs["conv5"], 7))):
-            net.backward(x, blob, seed)  # build + warm the session
-            t, tp = timeit_pair(lambda: net.backward(x, blob, seed, engine="onnx"),
-                                (lambda: peer.input_grad(x, blob, seed)) if peer else None, args.repeat)
+        for seed in (Seed.at_unit("fc8", blobs["fc8"].shape, 3), Seed.channel_map("conv5", blobs["conv5"], 7)):
+            blob = seed.blob
+            backward(net, x, seed)  # build + warm the session
+            t, tp = timeit_pair(lambda: backward(net, x, seed, engine="onnx"),
+                                (lambda: peer.input_grad(x, blob, seed.values)) if peer else None, args.repeat)
             row(f"gradient graph fwd+bwd from {blob}", t, tp)
             # the floor: the convolutions alone, already near the CPU's FMA peak (ORT's NCHWc
-            # kernels), in the graph net.backward runs for this seed (one channel: see grad.py)
-            c = seeded_channel(seed)
+            # kernels), in the graph backward() runs for this seed (one channel: see backward/graph.py)
             model, _ = build_gradient_model(net, blob, blob_diffs=False, seed_channel=True)
-            feeds = {net.input_name: x, SEED: seed[:, c:c + 1], SEED_CHANNEL: np.array([c], np.int64)}
+            feeds = {net.input_name: x, SEED: seed.one_channel(), SEED_CHANNEL: np.array([seed.channel], np.int64)}
             row("  of which convolution kernels (ORT profiler)", conv_ms(kernel_ms(model, feeds, args.repeat)) / 1000, tp)
             # a seed in every channel takes the general graph
-            dense = np.random.default_rng(1).normal(size=seed.shape).astype(np.float32)
-            net.backward(x, blob, dense)
-            t, tp = timeit_pair(lambda: net.backward(x, blob, dense, engine="onnx"),
-                                (lambda: peer.input_grad(x, blob, dense)) if peer else None, args.repeat)
+            dense = Seed(blob, np.random.default_rng(1).normal(size=seed.values.shape))
+            backward(net, x, dense)
+            t, tp = timeit_pair(lambda: backward(net, x, dense, engine="onnx"),
+                                (lambda: peer.input_grad(x, blob, dense.values)) if peer else None, args.repeat)
             row("  seed in every channel (the general graph)", t, tp)
         # the deconv rows against the ORT forward, their calls alternated
-        seed = channel_map_seed(blobs["conv5"], 7)
+        seed = Seed.channel_map("conv5", blobs["conv5"], 7)
 
         def forward():
             net.forward(x)
 
-        td, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy"), forward,
+        td, f = timeit_pair(lambda: backward(net, x, seed, mode="deconv", engine="numpy"), forward,
                             args.repeat, settle=0)
         row("NumPy deconv from conv5 (incl. forward)", td, f, "ORT forward")
         values = net.forward_all(x)
-        ta, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="numpy", values=values),
+        ta, f = timeit_pair(lambda: backward(net, x, seed, mode="deconv", engine="numpy", values=values),
                             forward, args.repeat, settle=0)
         row("NumPy deconv from conv5 (forward reused)", ta, f, "ORT forward")
-        t_onnx_dc, f = timeit_pair(lambda: net.backward(x, "conv5", seed, mode="deconv", engine="onnx"), forward,
+        t_onnx_dc, f = timeit_pair(lambda: backward(net, x, seed, mode="deconv", engine="onnx"), forward,
                                    args.repeat, settle=0)
         row("gradient graph deconv from conv5", t_onnx_dc, f, "ORT forward")
 
@@ -193,7 +193,8 @@ def bench_optimize(args):
           f"  {r['batch_speedup']:5.2f}x one at a time")
     # Batching can only amortize what is shared between images (the FC weight reads, the
     # per-call overhead); the convolutions cost the same per image at any batch size.
-    from caffevis.backward.graph import SEED, build_gradient_model
+    from caffevis.backward import build_gradient_model
+    from caffevis.backward.graph import SEED
 
     b = r["batch_size"]
     model, _ = build_gradient_model(net, "fc8")

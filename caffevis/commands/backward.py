@@ -22,11 +22,12 @@ def register(sub):
 def run(args):
     import numpy as np
 
+    from ..backward import Seed, backward
     from ..model.net import Net
 
     net = Net.load(args.model, force_cpu=args.cpu)
-    grad = net.backward(load_npy(args.input), args.blob, load_npy(args.diff), mode=args.mode, lrn=args.lrn,
-                        start=args.start, engine=args.engine)
+    grad = backward(net, load_npy(args.input), Seed(args.blob, load_npy(args.diff)), mode=args.mode, lrn=args.lrn,
+                    start=args.start, engine=args.engine)
     out = output_path(args.output, ".npy")
     np.save(out, grad)
     print(f"wrote {out} {grad.shape}")

@@ -17,7 +17,7 @@ def register(sub):
 def run(args):
     import onnx
 
-    from ..backward.graph import build_gradient_model
+    from ..backward import build_gradient_model
     from ..model.net import Net
 
     from ..io import output_path

@@ -5,7 +5,7 @@ never over pixels: each offset is one strided slice of the whole batch, and the
 channel mixing of convolutions is one BLAS matrix product per group. Arrays are
 NCHW. Spatial "pads" are ``(begin, end)`` pairs per axis so that Caffe's ceil-mode
 pooling windows fit a padded buffer exactly (see
-:func:`caffevis.caffe.to_onnx.pool_geometry`).
+:func:`caffevis.layers.pool.pool_geometry`).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from .caffe.to_onnx import FORMAT_VERSION, assign_versions, convert, param_name
 from ..errors import InputError, ModelError
 from ..io import save_onnx
 from .onnx_graph import prune_to_outputs, tensor_bytes
-from .runtime import make_session
+from .runtime import Runtime
 
 from ..paths import REPO_ROOT  # noqa: E402
 
@@ -47,8 +47,8 @@ class Net:
     """A network with Caffe semantics, run by ONNX Runtime.
 
     Build with :meth:`from_caffe`, :meth:`from_onnx` or :meth:`load`. ``forward`` returns
-    every blob by name; ``backward`` runs backprop, deconv or guided backprop from any
-    blob (see :mod:`caffevis.grad` and :mod:`caffevis.deconv`).
+    every blob by name. A Net runs forward only: backward passes from any blob are
+    :func:`caffevis.backward.backward`.
 
     Attributes
     ----------
@@ -60,6 +60,8 @@ class Net:
         Blobs in Caffe's ``net.blobs`` order, input first.
     blob_shapes : dict
         Blob name -> shape at the prototxt's batch size.
+    runtime : Runtime
+        The session factory (provider, threads, cache directory) of every session of this net.
     layers : list of LayerPlan
         Caffe layers with type, bottoms, tops, resolved attributes and parameters
         (empty for ONNX models that did not come from Caffe).
@@ -69,9 +71,9 @@ class Net:
 
     def __init__(self, model: onnx.ModelProto, plans=None, force_cpu=False, cache_dir=None, info=None, threads=0):
         self.model = model
-        self.force_cpu = force_cpu
-        self.threads = threads  # ORT intra-op threads; 0 = all cores
-        self.cache_dir = cache_dir or default_cache_dir()
+        # every session of this net (forward, parts, gradient graphs, the optimizer's and
+        # the scan's) comes from this one factory
+        self.runtime = Runtime(force_cpu=force_cpu, threads=threads, cache_dir=cache_dir or default_cache_dir())
         self.layers = plans or []
         self.info = info or {}
         self.name = self.info.get("name", model.graph.name or "model")
@@ -92,13 +94,12 @@ class Net:
         dims = graph_inputs[0].type.tensor_type.shape.dim
         # models exported with a fixed batch (many zoo models) run in chunks of that size
         self._fixed_batch = dims[0].dim_value if len(dims) and dims[0].dim_value > 0 else None
-        self._session = make_session(model.SerializeToString(), force_cpu, threads)
+        # what session errors call the model: its prototxt, else its name
+        self.label = self.info.get("source", {}).get("prototxt") or self.name
+        self._session = self.runtime.session(model, self.label)
         self._outputs = [o.name for o in self._session.get_outputs()]
         if not self.blob_shapes:
             self.blob_shapes = self._probe_shapes()
-        self._grad_sessions = OrderedDict()
-        self._channel_seed_ok = {}  # (blob, start) -> a one-channel gradient graph exists
-        self.max_grad_sessions = 6
         self._part_sessions = OrderedDict()  # frozenset(outputs) -> session of the model's part
         self.versions = None
         if self.layers:
@@ -168,6 +169,19 @@ class Net:
         if kind == "onnx":
             return cls.from_onnx(paths[0], force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
         return cls.from_caffe(*paths, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
+
+    # -- runtime ------------------------------------------------------------------
+    @property
+    def force_cpu(self) -> bool:
+        return self.runtime.force_cpu
+
+    @property
+    def threads(self) -> int:
+        return self.runtime.threads
+
+    @property
+    def cache_dir(self) -> str:
+        return self.runtime.cache_dir
 
     # -- forward ------------------------------------------------------------------
     @property
@@ -244,100 +258,11 @@ class Net:
             sub, weight_bytes, dropped = part
             total = sum(tensor_bytes(t) for t in self.model.graph.initializer)
             if dropped and weight_bytes <= min(PART_MAX_WEIGHT_BYTES, total // 2):
-                session = make_session(sub.SerializeToString(), self.force_cpu, self.threads)
+                session = self.runtime.session(sub, self.label)
         self._part_sessions[key] = session  # None: the full session serves these outputs
         while len(self._part_sessions) > 4:
             self._part_sessions.popitem(last=False)
         return session or self._session
-
-    # -- backward -----------------------------------------------------------------
-    def backward(self, data, blob, diff, mode="backprop", lrn="derivative", start="last",
-                 engine=None, blob_diffs=False, values=None):
-        """Gradient-like signal at the input for seed ``diff`` at ``blob``.
-
-        Parameters
-        ----------
-        mode : {'backprop', 'deconv', 'guided'}
-            ReLU rule: the forward mask (backprop), ``max(diff, 0)`` (Zeiler & Fergus
-            deconv) or both (guided backprop).
-        lrn : {'derivative', 'identity'}
-            LRN rule outside backprop mode: the exact derivative (DeepVis) or pass-through
-            (the Z&F paper).
-        start : {'last', 'layer'}
-            Seed the blob's final value (after in-place layers, as Caffe's
-            ``backward`` from the blob) or the output of the layer named like the blob
-            (``net.backward(start=blob)``, as the DeepVis viewer and optimizer do).
-        engine : {'onnx', 'numpy'}, optional
-            Exported gradient graph on ORT, or the NumPy deconvnet. Default: numpy for
-            deconv, onnx otherwise.
-        blob_diffs : bool
-            Also return the diff of every blob below the seed (dict blob -> diff).
-        values : dict, optional
-            NumPy engine only: the forward tensors already computed for ``data``
-            (:meth:`forward_all`), so the forward pass is not run again.
-
-        Returns
-        -------
-        ndarray shaped like ``data`` (and a dict when ``blob_diffs``).
-        """
-
-        if not self.is_caffe:
-            raise ModelError("backward needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")
-        engine = engine or ("numpy" if mode == "deconv" else "onnx")
-        if engine not in ("onnx", "numpy"):
-            raise InputError(f"engine '{engine}': expected onnx or numpy")
-        data = self.check_input(data)
-        diff = np.asarray(diff, dtype=np.float32)
-        if blob not in self.blob_shapes:
-            raise InputError(f"unknown blob '{blob}' (blobs: {', '.join(self.blob_names)})")
-        want = (data.shape[0],) + tuple(self.blob_shapes[blob][1:])
-        if diff.shape != want:
-            raise InputError(f"diff for blob '{blob}' has shape {diff.shape}; expected {want}")
-        if engine == "numpy":
-            from ..backward.numpy_engine import backward_numpy
-
-            return backward_numpy(self, data, blob, diff, mode=mode, lrn=lrn, start=start,
-                                  blob_diffs=blob_diffs, values=values)
-        # every seed the toolbox makes (a unit, a channel's map) lies in one channel: the layer
-        # producing the blob then computes that channel only (same result, less work)
-        channel = self._seeded_channel(blob, start, diff)
-        session = self.gradient_session(blob, mode=mode, lrn=lrn, start=start, blob_diffs=blob_diffs,
-                                        seed_channel=channel is not None)
-        result = session.run(data, diff if channel is None else diff[:, channel:channel + 1], channel=channel)
-        if blob_diffs:
-            return result["input"], result["blobs"]
-        return result["input"]
-
-    def _seeded_channel(self, blob, start, diff):
-        """The seed's one channel where a one-channel gradient graph exists for ``blob``, else None."""
-        from ..backward import graph as grad
-
-        channel = grad.seeded_channel(diff)
-        if channel is None:
-            return None
-        key = (blob, start)
-        if key not in self._channel_seed_ok:
-            self._channel_seed_ok[key] = grad.channel_seed_supported(self.layers, blob, start, self.input_name)
-        return channel if self._channel_seed_ok[key] else None
-
-    def gradient_session(self, blob, mode="backprop", lrn="derivative", start="last", params=False,
-                         params_as_inputs=False, loss=None, blob_diffs=False, seed_channel=False):
-        """A cached :class:`caffevis.grad.GradientSession` for seeds at ``blob``
-        (``blob_diffs``: also output every blob's diff, for the viewer's diff view;
-        ``seed_channel``: for seeds in one channel, given at run time)."""
-        from ..backward import graph as grad
-
-        key = (blob, mode, lrn, start, params, params_as_inputs, loss, blob_diffs, seed_channel)
-        session = self._grad_sessions.pop(key, None)
-        if session is None:
-            session = grad.GradientSession(self, blob, mode=mode, lrn=lrn, start=start, params=params,
-                                           params_as_inputs=params_as_inputs, loss=loss, blob_diffs=blob_diffs,
-                                           seed_channel=seed_channel)
-        self._grad_sessions[key] = session  # most recently used last
-        # each session holds a copy of the weights below its seed: keep a bounded number
-        while len(self._grad_sessions) > self.max_grad_sessions:
-            self._grad_sessions.pop(next(iter(self._grad_sessions)))
-        return session
 
     # -- parameters ---------------------------------------------------------------
     @property

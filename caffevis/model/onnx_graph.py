@@ -1,9 +1,13 @@
 """A small builder for ONNX graphs: unique names, typed constants, one-line ops."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
+from ..errors import ModelError
 
 OPSET = 17  # ScatterElements(reduction='add') needs >= 16; loaded by onnxruntime >= 1.13
 IR_VERSION = 8
@@ -31,6 +35,16 @@ class GraphBuilder:
         self._used = set()
         self._pending = set()  # made by fresh(), not yet given to a node
         self._consts = {}
+        self._scope = None  # node names start with it (a Caffe layer's name)
+
+    @contextlib.contextmanager
+    def scope(self, name):
+        """Name the nodes added inside ``with g.scope(name):`` ``name/...`` (ORT's errors then say which layer)."""
+        outer, self._scope = self._scope, name
+        try:
+            yield
+        finally:
+            self._scope = outer
 
     def fresh(self, hint: str) -> str:
         name, i = hint, 1
@@ -47,7 +61,8 @@ class GraphBuilder:
             return name
         self._protected.discard(name)
         if name in self._used:
-            raise ValueError(f"tensor name {name!r} used twice")
+            raise ModelError(f"tensor name '{name}' is used twice in the ONNX graph (a blob name collides "
+                             "with another tensor's)")
         self._used.add(name)
         return name
 
@@ -83,7 +98,7 @@ class GraphBuilder:
         else:
             outputs = [self.reserve(o) if o else o for o in outputs]
         self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
-                                           name=self.fresh("node:" + (hint or op_type)), **attrs))
+                                           name=self.fresh(f"{self._scope or 'node'}/{hint or op_type}"), **attrs))
         return outputs[0] if len(outputs) == 1 else outputs
 
     def add_input(self, name, shape, dtype=None):

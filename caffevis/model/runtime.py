@@ -1,12 +1,27 @@
-"""ONNX Runtime sessions: CUDA when it works, else CPU, said in one line."""
+"""ONNX Runtime sessions: the one factory every session of caffevis comes from.
+
+:class:`Runtime` holds the choices every session shares (CUDA when it works, else CPU,
+said in one line; intra-op threads; no spin-waiting; where converted models and gradient
+graphs are cached). :meth:`Runtime.session` makes a :class:`Session` whose errors, at
+creation or run, are one :class:`~caffevis.errors.ModelError` line naming the model and,
+where ORT says it, the node (named after the Caffe layer).
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import sys
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+
+from ..errors import ModelError
 
 _announced = set()
+# ORT's exception types (Fail, InvalidArgument, InvalidGraph, RuntimeException, ...)
+ORT_ERRORS = tuple(v for v in vars(_ort_state).values() if isinstance(v, type) and issubclass(v, Exception)) \
+    + (RuntimeError,)
 
 
 def _say(msg):
@@ -24,14 +39,76 @@ def choose_providers(force_cpu: bool = False):
     return ["CPUExecutionProvider"], "CUDA provider not in this onnxruntime build"
 
 
-def make_session(model_bytes, force_cpu: bool = False, threads: int = 0) -> ort.InferenceSession:
-    """Create a session preferring CUDA; fall back to CPU with ONE clear line."""
+def describe_ort_error(what: str, err: Exception) -> str:
+    """One line: ``what``, the node ORT names (if any) and the first line of its message."""
+    text = " ".join(str(err).split())
+    node = re.search(r"Name:'([^']*)'", text) or re.search(r"node (?:name )?'?([\w:/@.\-]+)'?", text)
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    where = f" at node '{node.group(1)}'" if node else ""
+    return f"{what}: ONNX Runtime failed{where}: {text[:300]}"
+
+
+class Session:
+    """An ``ort.InferenceSession`` whose ``run`` errors are one-line ModelErrors."""
+
+    def __init__(self, inner: ort.InferenceSession, name: str):
+        self._inner, self.name = inner, name
+
+    def run(self, outputs, feeds):
+        try:
+            return self._inner.run(outputs, feeds)
+        except ORT_ERRORS as err:
+            raise ModelError(describe_ort_error(self.name, err)) from None
+
+    def get_providers(self):
+        return self._inner.get_providers()
+
+    def get_outputs(self):
+        return self._inner.get_outputs()
+
+    def get_inputs(self):
+        return self._inner.get_inputs()
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a net's sessions run.
+
+    Attributes
+    ----------
+    force_cpu : bool
+        Never try CUDA.
+    threads : int
+        ORT intra-op threads; 0 = all cores.
+    cache_dir : str
+        Where converted models and gradient graphs are cached.
+    """
+
+    force_cpu: bool = False
+    threads: int = 0
+    cache_dir: str = ""
+
+    def session(self, model, name: str) -> Session:
+        """A session for ``model`` (a ModelProto or its bytes); ``name`` is what errors call it."""
+        data = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
+        return Session(make_session(data, self.force_cpu, self.threads, name), name)
+
+
+def _options(threads):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # ORT's own provider-failure dumps are replaced by our line
     if threads:
         opts.intra_op_num_threads = threads
-    # No busy-waiting between runs: the viewer's UI, input and loader threads share the cores.
+    # No busy-waiting between runs: the viewer's UI, input and loader threads share the
+    # cores, and so do the optimizer's blur and percentile steps between runs.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def make_session(model_bytes, force_cpu: bool = False, threads: int = 0, name: str = "model") -> ort.InferenceSession:
+    """Create an ORT session preferring CUDA; fall back to CPU with ONE clear line. Use
+    :meth:`Runtime.session` (which wraps run errors too) rather than this."""
+    opts = _options(threads)
     providers, why = choose_providers(force_cpu)
     if providers[0] == "CUDAExecutionProvider":
         ort.set_default_logger_severity(4)  # silence ORT's multi-line EP failure dump
@@ -49,6 +126,9 @@ def make_session(model_bytes, force_cpu: bool = False, threads: int = 0) -> ort.
             why = "CUDA provider unavailable (no GPU or CUDA libraries not found)"
             _say(f"running on CPUExecutionProvider: {why}")
             return sess  # ORT already fell back to CPU inside this session
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    except ORT_ERRORS as err:
+        raise ModelError(describe_ort_error(name, err)) from None
     _say(f"running on CPUExecutionProvider: {why}")
     return sess

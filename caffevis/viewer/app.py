@@ -40,14 +40,14 @@ class LiveViewer:
     Parameters
     ----------
     config : ViewerConfig
-    net : caffevis.net.Net
+    net : caffevis.model.Net
     preprocessor : caffevis.preprocess.Preprocessor
     fetcher : InputFetcher
     labels : list of str, optional
     canvas : DigitCanvas, optional
         Drawn on with the mouse in the input pane.
     engine : str, optional
-        Back-pass engine for :meth:`caffevis.net.Net.backward` (None: its default).
+        Back-pass engine for :func:`caffevis.backward.backward` (None: its default).
     """
 
     def __init__(self, config, net, preprocessor, fetcher, labels=None, canvas=None, engine=None):

@@ -101,7 +101,7 @@ def viewer_fps(settings_path, images=None, random_weights=None, modes=("off", "g
 
 
 def random_weights_net(prototxt, seed=0, force_cpu=True):
-    """A :class:`~caffevis.net.Net` from a deploy prototxt with seeded He-normal weights."""
+    """A :class:`~caffevis.model.Net` from a deploy prototxt with seeded He-normal weights."""
     from ..model.caffe import reader
     from ..model.caffe.fillers import fill_weights
     from ..model.caffe.to_onnx import convert

@@ -1,7 +1,7 @@
 """The viewer's model work: forward on each new frame, back pass of the selected unit.
 
 As DeepVis's Caffe thread: the back pass is seeded with the unit's own activation map
-(:func:`caffevis.grad.channel_map_seed`) at the layer named like the blob
+(:meth:`caffevis.backward.Seed.channel_map`) at the layer named like the blob
 (``start='layer'``), in backprop, deconv or guided mode; the diffs of every blob below
 the seed come back for the layers pane (``a``), blobs above it are zero.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backward.graph import channel_map_seed
+from ..backward import Seed, backward
 from .render import BackResult
 from .state import BACK_MODES
 from .worker import HeartbeatWorker
@@ -44,9 +44,9 @@ class Computer:
     def backward(self, fwd, key):
         """Back pass for ``key`` = (back mode, layer, unit); a :class:`BackResult`."""
         mode, layer, unit = key
-        seed = channel_map_seed(fwd.blobs[layer], unit)
-        grad, diffs = self.net.backward(fwd.data, layer, seed, mode=BACK_MODES[mode], lrn=self.lrn,
-                                        start="layer", engine=self.engine, blob_diffs=True)
+        seed = Seed.channel_map(layer, fwd.blobs[layer], unit)
+        grad, diffs = backward(self.net, fwd.data, seed, mode=BACK_MODES[mode], lrn=self.lrn,
+                               start="layer", engine=self.engine, blob_diffs=True)
         return BackResult(key, np.asarray(grad)[0], {k: np.asarray(v)[0] for k, v in diffs.items()})
 
 

@@ -66,7 +66,7 @@ def build_viewer(settings, images=None, image_list=None, video=None, camera=None
     force_cpu : bool, optional
     engine : str, optional
         Back-pass engine: 'onnx' (default: the exported gradient graphs, fastest) or 'numpy'.
-    net : caffevis.net.Net, optional
+    net : caffevis.model.Net, optional
         An already opened net (else the settings' model is opened).
     """
     config = ViewerConfig(settings)

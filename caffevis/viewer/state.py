@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-#: back modes: DeepVis's names (status line) -> the ``mode`` of :meth:`caffevis.net.Net.backward`.
+#: back modes: DeepVis's names (status line) -> the ``mode`` of :func:`caffevis.backward.backward`.
 BACK_MODES = {"grad": "backprop", "deconv": "deconv", "guided": "guided"}
 #: status-line spelling of each back mode (DeepVis writes ``bprop``).
 BACK_MODE_LABELS = {"grad": "bprop", "deconv": "deconv", "guided": "guided"}

@@ -3,7 +3,7 @@
 A caffemodel is a ``NetParameter`` with V2 ``layer`` entries whose ``blobs`` are
 ``BlobProto`` messages carrying ``shape`` and float ``data`` (what Caffe's ``Net::ToProto``
 writes). Layers are described as plain dicts in the protobuf JSON form (field names as in
-``caffe.proto``, enums by name) and turned into :mod:`caffevis.caffe.schema` messages,
+``caffe.proto``, enums by name) and turned into :mod:`caffevis.model.caffe.schema` messages,
 so only fields the schema declares can be written.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from ...errors import ModelError
-from ..caffe.layers import LayerPlan
+from ...layers.base import LayerPlan
 from .fold import fold_constants
 from .ops import MAPPINGS, Node, Unsupported
 

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import onnx
 
-from ..caffe.layers import pool_output_size
+from ...layers.pool import pool_output_size
 
 
 class Unsupported(Exception):
