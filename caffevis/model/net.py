@@ -192,6 +192,13 @@ class Net:
     def is_caffe(self) -> bool:
         return bool(self.layers)
 
+    def require_layers(self, feature: str):
+        """ModelError naming what keeps ``feature`` (backward, receptive fields, …) from
+        this net: the ONNX node without a layer type."""
+        if not self.layers:
+            why = self.blocked or "this ONNX file has no layer graph"
+            raise ModelError(f"{feature} needs the net's layers; {why} (forward still works)")
+
     def check_input(self, data) -> np.ndarray:
         data = np.asarray(data)
         want = self.input_shape[1:]

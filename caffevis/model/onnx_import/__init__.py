@@ -15,6 +15,8 @@ from onnx import numpy_helper
 
 from ...errors import ModelError
 from ...layers.base import LayerPlan
+from ..caffe.to_onnx import assign_versions, dynamic_shape, emit_forward, param_name
+from ..onnx_graph import GraphBuilder
 from .fold import fold_constants
 from .ops import MAPPINGS, Node, Unsupported
 
@@ -91,6 +93,7 @@ def import_onnx(model, input_hw=None, name=None) -> Imported:
             kind, attrs, params = mapping(Node(node, opset, consts, shapes))
         except Unsupported as err:
             blocked = blocked or (f"node '{node.name or outs[0]}' ({node.op_type}, opset {opset}): {err}")
+            order += outs  # still blobs of the forward-only net
             continue
         layer_name = _unique(node.name or outs[0], used_names)
         bottoms = [i for i in node.input if i and i not in consts]
@@ -98,9 +101,26 @@ def import_onnx(model, input_hw=None, name=None) -> Imported:
                                [shapes[t] for t in outs], list(params), len(plans)))
         order += outs
     info = dict(name=name or folded.graph.name or "model", inputs={in_vi.name: list(input_shape)},
-                blob_order=order, blob_shapes={b: list(shapes[b]) for b in order if b in shapes},
+                blob_order=order, blob_shapes={b: list(shapes[b]) for b in order if b in shapes} if not blocked else {},
                 source={"onnx": name or folded.graph.name})
     return Imported(folded, [] if blocked else plans, info, blocked)
+
+
+def plans_forward_model(imported: Imported, dtype=np.float32):
+    """The plans' own forward graph (each layer type's ``forward``), every blob an output:
+    what the gradient graphs recompute, to compare with the original graph's values."""
+    if imported.blocked:
+        raise ModelError(imported.blocked)
+    (input_name, shape), = imported.info["inputs"].items()
+    reads, writes, _ = assign_versions(imported.plans, [input_name])
+    g = GraphBuilder(dtype, names=[v for ws in writes for v in ws])
+    g.add_input(input_name, dynamic_shape(shape))
+    for p, ins, outs in zip(imported.plans, reads, writes):
+        names = [g.initializer(param_name(p.name, i), arr.astype(dtype)) for i, arr in enumerate(p.params)]
+        emit_forward(g, p, ins, outs, names)
+        for o, s in zip(outs, p.top_shapes):
+            g.add_output(o, dynamic_shape(s))
+    return g.model(imported.info["name"])
 
 
 def _unique(name, used):
@@ -112,4 +132,4 @@ def _unique(name, used):
     return name
 
 
-__all__ = ["Imported", "import_onnx", "graph_input_shape"]
+__all__ = ["Imported", "graph_input_shape", "import_onnx", "plans_forward_model"]
