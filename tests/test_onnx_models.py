@@ -189,3 +189,33 @@ def test_mnist8_accuracy_and_backward():
         fd = (net.forward(noisy + step)["Plus214_Output_0"][0, label].astype(np.float64)
               - net.forward(noisy - step)["Plus214_Output_0"][0, label]) / 0.1
         assert abs(fd - g.ravel()[flat]) <= 0.02 * np.abs(g).max()
+
+
+# -- command line (the interfaces issue #14 asks to keep stable) -------------------------
+def cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "caffevis", *map(str, args)], capture_output=True, text=True)
+
+
+def test_forward_and_backward_cli_on_an_onnx_model(tmp_path):
+    model = os.path.join(DATA, "resnet18.onnx")
+    arrays = fixture("resnet18")[1]
+    x = tmp_path / "x.npy"
+    np.save(x, arrays["input"])
+    r = cli("forward", model, "--input", x, "-o", tmp_path / "blobs.npz", "--cpu")
+    assert r.returncode == 0, r.stderr
+    blobs = np.load(tmp_path / "blobs.npz")
+    act = str(arrays["act_tensor"])
+    assert act in blobs.files and "logits" in blobs.files  # blob names are tensor names
+    span = float(np.ptp(arrays["logits"]))
+    assert np.abs(blobs["logits"] - arrays["logits"]).max() <= MANIFEST["forward_tol"] * span
+    diff = np.zeros(blobs[act].shape, np.float32)
+    diff[0, int(arrays["act_channel"])] = arrays["act_seed_map"]
+    np.save(tmp_path / "d.npy", diff)
+    for mode, key in (("backprop", "grad_act"), ("deconv", "deconv_act"), ("guided", "guided_act")):
+        r = cli("backward", model, "--input", x, "--blob", act, "--diff", tmp_path / "d.npy", "--mode", mode,
+                "-o", tmp_path / "g.npy", "--cpu")
+        assert r.returncode == 0, r.stderr
+        assert rel_err(np.load(tmp_path / "g.npy"), arrays[key]) <= float(arrays[f"tol_{key}"]), mode
