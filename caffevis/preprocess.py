@@ -46,6 +46,9 @@ class Preprocessor:
         :func:`caffevis.images.crop_mean`.
     input_scale : float or None
         Multiplies after mean subtraction.
+    std : None, number or sequence
+        Per-channel divisor after mean subtraction, before ``input_scale`` (torchvision's
+        normalization: raw_scale 1/255, mean and std per channel).
     stretch : bool
         Default geometry: stretch instead of centre-crop (``static_file_stretch_mode``).
     offline_dims : (int, int)
@@ -53,7 +56,7 @@ class Preprocessor:
     """
 
     def __init__(self, input_shape, channel_swap=(2, 1, 0), raw_scale=1.0, mean=None, input_scale=None,
-                 stretch=False, offline_dims=(256, 256)):
+                 stretch=False, offline_dims=(256, 256), std=None):
         shape = tuple(int(v) for v in input_shape)
         if len(shape) == 4:
             shape = shape[1:]
@@ -65,6 +68,7 @@ class Preprocessor:
         self.input_scale = None if input_scale is None else float(input_scale)
         self.mean = crop_mean(load_mean(mean) if not isinstance(mean, np.ndarray) else mean,
                               self.channels, (self.height, self.width))
+        self.std = _channel_std(std, self.channels)
         self.stretch = bool(stretch)
         self.offline_dims = tuple(int(v) for v in offline_dims)
 
@@ -88,8 +92,12 @@ class Preprocessor:
             mean = crop_mean(settings.data_mean(), channels, hw)
         except InputError as err:
             raise SettingsError(f"{settings.where('caffevis_data_mean')}: caffevis_data_mean: {err}") from None
+        try:
+            std = _channel_std(settings.caffevis_data_std, channels)
+        except InputError as err:
+            raise SettingsError(f"{settings.where('caffevis_data_std')}: caffevis_data_std: {err}") from None
         return cls(shape, channel_swap=swap, raw_scale=settings.caffevis_raw_scale, mean=mean,
-                   input_scale=settings.caffevis_input_scale, stretch=settings.static_file_stretch_mode)
+                   input_scale=settings.caffevis_input_scale, stretch=settings.static_file_stretch_mode, std=std)
 
     @property
     def input_hw(self):
@@ -156,6 +164,8 @@ class Preprocessor:
             out *= self.raw_scale
         if self.mean is not None:
             out -= self.mean
+        if self.std is not None:
+            out /= self.std
         if self.input_scale is not None:
             out *= self.input_scale
         return out.astype(np.float32)
@@ -199,6 +209,8 @@ class Preprocessor:
         x = x.copy()
         if self.input_scale is not None:
             x /= self.input_scale
+        if self.std is not None:
+            x *= self.std
         if self.mean is not None:
             x += self.mean
         if self.raw_scale != 1.0:
@@ -219,6 +231,16 @@ class Preprocessor:
         if self.mean is None:
             return np.zeros(shape, np.float32)
         return np.broadcast_to(self.mean, shape).astype(np.float32)
+
+
+def _channel_std(std, channels):
+    """The std divisor as a (C, 1, 1) float64 array (None: no division)."""
+    if std is None:
+        return None
+    values = np.asarray(std, np.float64).reshape(-1)
+    if values.size not in (1, channels) or not (values > 0).all():
+        raise InputError(f"std {list(values)}: expected one positive number or {channels} (one per channel)")
+    return np.broadcast_to(values, (channels,)).reshape(channels, 1, 1).copy()
 
 
 def check_channel_swap(channel_swap, channels):

@@ -130,6 +130,8 @@ def _keys():
           "ONNX models with free spatial dimensions)"),
         K("caffevis_raw_scale", 1.0, "pos", g, "multiplies the 0-255 image after the channel swap, before the mean"),
         K("caffevis_input_scale", None, "opt_pos", g, "multiplies after mean subtraction (LeNet: 0.00390625)"),
+        K("caffevis_data_std", None, "std", g, "null; a number or per-channel list (net channel order): divides "
+          "after mean subtraction (torchvision: [0.229, 0.224, 0.225] with raw_scale 1/255)"),
         K("caffe_net_channel_swap", (2, 1, 0), "perm", g, "input channel i = image channel swap[i] (RGB->BGR); "
           "null: none; ignored for 1-channel nets"),
         K("caffevis_labels", None, "file", g, "label file, one label per line (blank lines skipped)"),
@@ -385,6 +387,14 @@ def _check_kind(spec, v):
                 or (kind == "pos_list" and any(c <= 0 for c in items)):
             raise _Invalid(what)
         return items
+    if kind == "std":
+        if v is None:
+            return None
+        what = "null, a positive number or a list of per-channel positive numbers"
+        items = (v,) if _is_num(v) else _seq(v, what)
+        if not items or not all(_is_num(c) and c > 0 for c in items):
+            raise _Invalid(what)
+        return tuple(float(c) for c in items)
     if kind == "mean":
         if v is None:
             return None
@@ -574,8 +584,8 @@ class Settings:
 
         kind, paths = self.model_spec()
         cpu = self.use_cpu if force_cpu is None else bool(force_cpu)
-        if kind == "onnx":
-            return Net.from_onnx(paths[0], force_cpu=cpu, cache_dir=cache_dir)
+        if kind == "onnx":  # caffevis_data_hw fixes free spatial dimensions of the graph input
+            return Net.from_onnx(paths[0], force_cpu=cpu, cache_dir=cache_dir, input_size=self.caffevis_data_hw)
         return Net.from_caffe(*paths, force_cpu=cpu, cache_dir=cache_dir)
 
     def labels(self):
@@ -779,6 +789,28 @@ def load_settings(path=None, overrides=None) -> Settings:
     origins = {k: f"{path}:{line}" for k, line in lines.items()}
     overrides = {k: (None if v is NULL else v) for k, v in (overrides or {}).items() if v is not None}
     return _build(raw, source, origins, base_dirs, overrides)
+
+
+# Input conventions of common exporters, for ``caffevis live --preset NAME`` (settings keys).
+PRESETS = {
+    # torchvision (and most PyTorch models): RGB in [0, 1], ImageNet mean and std per channel
+    "torchvision": {"caffe_net_channel_swap": [0, 1, 2], "caffevis_raw_scale": 1.0 / 255,
+                    "caffevis_data_mean": [0.485, 0.456, 0.406], "caffevis_data_std": [0.229, 0.224, 0.225],
+                    "caffevis_input_scale": NULL},
+    # RGB in 0-255, nothing subtracted (Keras/TF exports that normalize inside the graph)
+    "rgb255": {"caffe_net_channel_swap": [0, 1, 2], "caffevis_raw_scale": 1.0, "caffevis_data_mean": NULL,
+               "caffevis_data_std": NULL, "caffevis_input_scale": NULL},
+    # Caffe's BGR 0-255 with the ImageNet mean (the Caffe reference models)
+    "caffe": {"caffe_net_channel_swap": [2, 1, 0], "caffevis_raw_scale": 1.0,
+              "caffevis_data_mean": [104.0, 117.0, 123.0], "caffevis_data_std": NULL, "caffevis_input_scale": NULL},
+}
+
+
+def preset_overrides(name: str) -> dict:
+    """Settings overrides of a named input preset (:data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise SettingsError(f"preset '{name}': expected one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 def model_overrides(spec: str) -> dict:

@@ -219,3 +219,41 @@ def test_forward_and_backward_cli_on_an_onnx_model(tmp_path):
                 "-o", tmp_path / "g.npy", "--cpu")
         assert r.returncode == 0, r.stderr
         assert rel_err(np.load(tmp_path / "g.npy"), arrays[key]) <= float(arrays[f"tol_{key}"]), mode
+
+
+# -- preprocessing for such models -------------------------------------------------------
+def test_torchvision_preset_normalizes_like_torchvision(tmp_path):
+    from caffevis.preprocess import Preprocessor
+    from caffevis.settings import load_settings, preset_overrides
+
+    overrides = preset_overrides("torchvision")
+    overrides["caffevis_onnx_model"] = os.path.join(DATA, "resnet18.onnx")
+    settings = load_settings(None, overrides)
+    net = settings.open_net(force_cpu=True)
+    pre = Preprocessor.from_settings(settings, net.input_shape)
+    image = np.random.RandomState(0).randint(0, 256, (64, 64, 3)).astype(np.uint8)
+    x = pre.transform(image)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    ref = ((image / 255.0 - mean) / std).transpose(2, 0, 1)  # RGB, as torchvision's transforms
+    assert np.abs(x - ref).max() < 1e-5
+    assert np.abs(pre.deprocess(x) - image).max() < 1e-3
+    with pytest.raises(Exception, match="caffevis_data_std"):
+        Preprocessor.from_settings(settings.replace(caffevis_data_std=[1.0, 2.0]), net.input_shape)
+
+
+def test_settings_input_size_fixes_dynamic_height_and_width(tmp_path):
+    from caffevis.settings import load_settings
+
+    model = onnx.load(os.path.join(DATA, "squeezenet1_1.onnx"))
+    for d, name in zip(model.graph.input[0].type.tensor_type.shape.dim, ("N", 3, "H", "W")):
+        if isinstance(name, str):
+            d.Clear()
+            d.dim_param = name
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, path)
+    settings = load_settings(None, {"caffevis_onnx_model": str(path), "caffevis_data_hw": [96, 80]})
+    net = settings.open_net(force_cpu=True)
+    assert net.input_shape == (1, 3, 96, 80) and net.blocked is None
+    assert net.forward(np.zeros((1, 3, 96, 80), np.float32))["logits"].shape == (1, 10)
+    with pytest.raises(ModelError, match="caffevis_data_hw"):
+        Net.from_onnx(str(path), force_cpu=True)

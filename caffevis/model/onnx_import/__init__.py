@@ -60,7 +60,7 @@ def graph_input_shape(model, input_hw=None):
         dims[2:] = [int(v) for v in input_hw]
     if any(d is None for d in dims):
         raise ModelError(f"input '{data_input(model).name}' has dynamic size {dims}: "
-                         "set caffevis_onnx_input_size (H, W)")
+                         "set caffevis_data_hw: [H, W] (Net.from_onnx input_size)")
     return tuple(dims)
 
 
