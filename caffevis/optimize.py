@@ -224,21 +224,24 @@ class InputSpace:
     mean: np.ndarray
     scale: float = 1.0
     channel_swap_to_rgb: tuple | None = (2, 1, 0)
+    # per-channel factor on ``scale`` when the preprocessing divides by a per-channel std
+    # (torchvision); None: the same scale for every channel
+    channel_scale: np.ndarray | None = None
 
     @property
     def low(self) -> float:
         return 0.0
 
     @property
-    def high(self) -> float:
-        return 255.0 * self.scale
+    def high(self):
+        return 255.0 * self.scale * (1.0 if self.channel_scale is None else self.channel_scale)
 
     @property
     def shape(self) -> tuple:
         return tuple(self.mean.shape)
 
     @classmethod
-    def build(cls, input_shape, mean=None, raw_scale=1.0, input_scale=None, channel_swap_to_rgb="auto"):
+    def build(cls, input_shape, mean=None, raw_scale=1.0, input_scale=None, channel_swap_to_rgb="auto", std=None):
         """Input space of a net with input ``(N, C, H, W)``.
 
         Parameters
@@ -248,14 +251,18 @@ class InputSpace:
             centre-cropped to the input (offset ``excess // 2``).
         channel_swap_to_rgb : 'auto', None or sequence
             'auto': (2, 1, 0) for three channels (Caffe's BGR), None otherwise.
+        std : None, number or sequence
+            ``caffevis_data_std``: the input is divided by it per channel after the mean.
         """
         if len(input_shape) != 4:
             raise ModelError(f"the optimizer needs an image input (N, C, H, W); the net's input is {tuple(input_shape)}")
         c, h, w = (int(v) for v in input_shape[1:])
         input_scale = 1.0 if input_scale is None else float(input_scale)
         mean_img = _mean_image(mean, c, (h, w))
-        mean_net = np.broadcast_to(mean_img * input_scale, (c, h, w)).astype(np.float64) if mean_img is not None \
-            else np.zeros((c, h, w), np.float64)
+        per_channel = np.ones((c, 1, 1)) if std is None else \
+            1.0 / np.broadcast_to(np.asarray(std, np.float64).reshape(-1), (c,)).reshape(c, 1, 1)
+        mean_net = np.broadcast_to(mean_img * input_scale * per_channel, (c, h, w)).astype(np.float64) \
+            if mean_img is not None else np.zeros((c, h, w), np.float64)
         if isinstance(channel_swap_to_rgb, str) and channel_swap_to_rgb == "auto":
             channel_swap_to_rgb = (2, 1, 0) if c == 3 else None
         if channel_swap_to_rgb is not None:
@@ -263,7 +270,9 @@ class InputSpace:
             if sorted(channel_swap_to_rgb) != list(range(c)):
                 raise SettingsError(f"channel_swap_to_rgb: {list(channel_swap_to_rgb)} is not a permutation of "
                                     f"the net's {c} input channels")
-        return cls(np.ascontiguousarray(mean_net), float(raw_scale) * input_scale, channel_swap_to_rgb)
+        scale = float(raw_scale) * input_scale * float(per_channel.mean())
+        channel_scale = None if std is None else per_channel / float(per_channel.mean())
+        return cls(np.ascontiguousarray(mean_net), scale, channel_swap_to_rgb, channel_scale)
 
     @classmethod
     def from_settings(cls, settings, net, channel_swap_to_rgb=None):
@@ -275,10 +284,11 @@ class InputSpace:
             net_swap = tuple(settings.caffe_net_channel_swap or (0, 1, 2))
             swap = tuple(net_swap.index(i) for i in range(len(net_swap)))  # input channel order -> RGB
         return cls.build(net.input_shape, settings.caffevis_data_mean, settings.caffevis_raw_scale,
-                         settings.caffevis_input_scale, swap)
+                         settings.caffevis_input_scale, swap, std=getattr(settings, "caffevis_data_std", None))
 
     def describe(self) -> dict:
-        return {"pixel_range": [self.low, self.high], "scale": self.scale,
+        high = self.high if self.channel_scale is None else [float(v) for v in np.ravel(self.high)]
+        return {"pixel_range": [self.low, high], "scale": self.scale,
                 "mean_per_channel": [float(v) for v in self.mean.reshape(self.mean.shape[0], -1).mean(1)],
                 "channel_swap_to_rgb": list(self.channel_swap_to_rgb) if self.channel_swap_to_rgb else None}
 

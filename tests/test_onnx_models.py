@@ -257,3 +257,16 @@ def test_settings_input_size_fixes_dynamic_height_and_width(tmp_path):
     assert net.forward(np.zeros((1, 3, 96, 80), np.float32))["logits"].shape == (1, 10)
     with pytest.raises(ModelError, match="caffevis_data_hw"):
         Net.from_onnx(str(path), force_cpu=True)
+
+
+def test_optimizer_input_space_with_per_channel_std():
+    """x + mean_net in [0, high] per channel is exactly the images with pixels in 0-255."""
+    from caffevis.optimize import InputSpace, clip_to_pixel_range
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    space = InputSpace.build((1, 3, 4, 4), mean, 1 / 255, None, (0, 1, 2), std=std)
+    pixels = np.random.RandomState(0).uniform(-50, 300, (3, 4, 4))
+    x = (pixels / 255 - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1))  # net input
+    clipped = clip_to_pixel_range(x, space)
+    ref = (np.clip(pixels, 0, 255) / 255 - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1))
+    assert np.abs(clipped - ref).max() < 1e-6  # the mean is read as float32
