@@ -47,3 +47,11 @@ CONVERTER_FILES = tuple(os.path.join(*p) for p in (
     ("model", "onnx_graph.py"), ("model", "caffe", "schema.py"), ("model", "caffe", "reader.py"),
     ("model", "caffe", "layers.py"), ("model", "caffe", "to_onnx.py"))) + _LAYER_FILES
 GRADIENT_FILES = CONVERTER_FILES + (os.path.join("backward", "graph.py"), os.path.join("backward", "rules.py"))
+
+
+def blob_file_name(blob: str) -> str:
+    """A blob name as one file/folder name: ONNX tensor names such as
+    ``/layer1/layer1.0/relu/Relu_output_0`` hold slashes (a leading one would make the path
+    absolute), so ``/`` becomes ``_`` (the leading one dropped)."""
+    name = blob.strip("/").replace("/", "_").replace("\\", "_")
+    return name if name not in ("", ".", "..") else f"_{name}_"

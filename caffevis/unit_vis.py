@@ -33,6 +33,7 @@ import numpy as np
 
 from .errors import InputError, SettingsError
 from .io import atomic_path
+from .paths import blob_file_name
 from .optimize import (InputSpace, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
                        render_best_x, write_jpg)
 from .viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
@@ -113,15 +114,15 @@ def make_sprite_sheet(sprites, n, sprite_shape):
 
 # -- paths ----------------------------------------------------------------------------------------
 def layer_dir(outdir, layer):
-    return os.path.join(outdir, "regularized_opt", layer)
+    return os.path.join(outdir, "regularized_opt", blob_file_name(layer))
 
 
 def montage_path(outdir, layer, unit):
-    return os.path.join(layer_dir(outdir, layer), f"{layer}_{unit:04d}_montage.jpg")
+    return os.path.join(layer_dir(outdir, layer), f"{blob_file_name(layer)}_{unit:04d}_montage.jpg")
 
 
 def info_path(outdir, layer, unit):
-    return os.path.join(layer_dir(outdir, layer), f"{layer}_{unit:04d}_info.json")
+    return os.path.join(layer_dir(outdir, layer), f"{blob_file_name(layer)}_{unit:04d}_info.json")
 
 
 # -- the driver -----------------------------------------------------------------------------------

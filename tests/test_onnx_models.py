@@ -79,6 +79,9 @@ def test_layer_forward_reproduces_every_tensor_and_pytorch_logits(name):
         ref = blobs[blob]
         scale = max(float(np.ptp(ref)), float(np.abs(ref).max()), 1e-6)  # tiny SE tensors: their magnitude
         assert np.abs(value - ref).max() <= MANIFEST["forward_tol"] * scale, blob
+    # exported with batch 1, run with any batch (the Reshape shapes copy the batch)
+    batch = np.concatenate([x, x[:, :, ::-1]])
+    assert np.allclose(net.forward(batch)["logits"][1:], net.forward(x[:, :, ::-1])["logits"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["onnx", "numpy"])
@@ -270,3 +273,25 @@ def test_optimizer_input_space_with_per_channel_std():
     clipped = clip_to_pixel_range(x, space)
     ref = (np.clip(pixels, 0, 255) / 255 - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1))
     assert np.abs(clipped - ref).max() < 1e-6  # the mean is read as float32
+
+
+def test_mining_an_onnx_model_writes_under_the_output_folder(tmp_path):
+    """find-maxes, crop-max-patches and make-unit-vis on tensor names with slashes: one
+    folder per blob (slashes become '_'), nothing written outside the output folder."""
+    images = shared_path("data", "images", "dvt_input_images")
+    settings = os.path.join(REPO, "settings", "onnx_example.yaml")
+    act = "/layer2/layer2.0/relu_1/Relu_output_0"
+    r = cli("find-maxes", "--settings", settings, "--images", images, "--layers", f"{act},logits", "-N", "2",
+            "-o", tmp_path / "maxes.h5", "--cpu")
+    assert r.returncode == 0, r.stderr
+    r = cli("crop-max-patches", tmp_path / "maxes.h5", "--layer", act, "-o", tmp_path / "patches", "-N", "2",
+            "--do-maxes", "--do-deconv", "--idx-end", "2", "--model", os.path.join(DATA, "resnet18.onnx"), "--cpu")
+    assert r.returncode == 0, r.stderr
+    unit = tmp_path / "patches" / "layer2_layer2.0_relu_1_Relu_output_0" / "unit_0001"
+    assert sorted(p.name for p in unit.iterdir()) == ["deconv_000.png", "deconv_001.png", "maxim_000.png",
+                                                       "maxim_001.png"]
+    r = cli("make-unit-vis", tmp_path / "maxes.h5", "-o", tmp_path / "uv", "--layers", act, "-N", "2",
+            "--idx-end", "2", "--model", os.path.join(DATA, "resnet18.onnx"), "--cpu")
+    assert r.returncode == 0, r.stderr
+    name = "layer2_layer2.0_relu_1_Relu_output_0"
+    assert (tmp_path / "uv" / "max_deconv" / name / f"{name}_0001.jpg").is_file()

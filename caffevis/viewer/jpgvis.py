@@ -16,6 +16,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
+from ..paths import blob_file_name
 from . import tiles as T
 from .worker import HeartbeatWorker
 
@@ -62,13 +63,14 @@ class FIFOLimitedArrayCache:
 
 def unit_paths(root, layer, unit):
     """The three files of a unit: optimized montage, top-9 patches, their deconvs."""
-    return (os.path.join(root, "regularized_opt", layer, f"{layer}_{unit:04d}_montage.jpg"),
-            os.path.join(root, "max_im", layer, f"{layer}_{unit:04d}.jpg"),
-            os.path.join(root, "max_deconv", layer, f"{layer}_{unit:04d}.jpg"))
+    name = blob_file_name(layer)
+    return (os.path.join(root, "regularized_opt", name, f"{name}_{unit:04d}_montage.jpg"),
+            os.path.join(root, "max_im", name, f"{name}_{unit:04d}.jpg"),
+            os.path.join(root, "max_deconv", name, f"{name}_{unit:04d}.jpg"))
 
 
 def whole_layer_path(root, layer):
-    return os.path.join(root, "regularized_opt", layer, "whole_layer.jpg")
+    return os.path.join(root, "regularized_opt", blob_file_name(layer), "whole_layer.jpg")
 
 
 def load_unit_stack(root, layer, unit, pane_hw, stack_vert=True):

@@ -17,7 +17,7 @@ from ...errors import ModelError
 from ...layers.base import LayerPlan
 from ..caffe.to_onnx import assign_versions, dynamic_shape, emit_forward, param_name
 from ..onnx_graph import GraphBuilder
-from .fold import fold_constants
+from .fold import fold_constants, free_batch
 from .ops import MAPPINGS, Node, Unsupported
 
 
@@ -103,6 +103,8 @@ def import_onnx(model, input_hw=None, name=None) -> Imported:
     info = dict(name=name or folded.graph.name or "model", inputs={in_vi.name: list(input_shape)},
                 blob_order=order, blob_shapes={b: list(shapes[b]) for b in order if b in shapes} if not blocked else {},
                 source={"onnx": name or folded.graph.name})
+    if not blocked:  # layers keep the batch axis: let ORT run any batch size
+        folded = free_batch(folded, input_shape[0]) or folded
     return Imported(folded, [] if blocked else plans, info, blocked)
 
 

@@ -122,3 +122,46 @@ def _evaluate(node, inputs, opset):
     feeds = {n: v for n, v in zip(names, inputs) if n}
     session = ReferenceEvaluator(model)
     return [np.asarray(v) for v in session.run(None, feeds)]
+
+
+def free_batch(model, batch):
+    """A copy of ``model`` whose data input takes any batch size, or None when a node bakes
+    the batch in beyond what can be rewritten.
+
+    Exports with a static batch (the usual ``torch.onnx.export`` of one example) hold it in
+    the constant shapes of their Reshape nodes; those become ``0`` (copy the input's batch).
+    Call only on graphs whose every node was imported as a layer (each keeps the batch axis).
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    users = {}
+    for node in graph.node:
+        for pos, name in enumerate(node.input):
+            users.setdefault(name, []).append((node, pos))
+    rewritten = set()
+    for node in graph.node:
+        if node.op_type != "Reshape":
+            continue
+        shape_name = node.input[1]
+        init = inits.get(shape_name)
+        if init is None or any(n.op_type != "Reshape" or pos != 1 for n, pos in users[shape_name]):
+            return None
+        if shape_name in rewritten:
+            continue
+        value = numpy_helper.to_array(init).copy()
+        if value.size == 0 or int(value[0]) not in (batch, 0, -1) or \
+                any(a.name == "allowzero" and a.i for a in node.attribute):
+            return None
+        value[0] = 0
+        init.CopyFrom(numpy_helper.from_array(value, shape_name))
+        rewritten.add(shape_name)
+    for vi in list(graph.input) + list(graph.output):
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].Clear()
+            dims[0].dim_param = "N"
+    del graph.value_info[:]
+    return model
