@@ -69,15 +69,18 @@ GEOMETRY = [
     # a 3-D input under a convolution
     (_replace("shape: { dim: 64 dim: 1 dim: 28 dim: 28 }", "shape: { dim: 1 dim: 1 dim: 28 }"),
      "layer 'conv1' (Convolution): bottom shape (1, 1, 28) has 3 axes; expected 4"),
-    (_replace("kernel_size: 5\n    stride: 1", "kernel_size: 5\n    stride: 0"), "layer 'conv1' (Convolution): stride 0"),
-    (_replace("num_output: 20", "num_output: 20\n    group: 0"), "layer 'conv1' (Convolution): convolution_param.group 0"),
+    (_replace("kernel_size: 5\n    stride: 1", "kernel_size: 5\n    stride: 0"),
+     "layer 'conv1' (Convolution): stride 0"),
+    (_replace("num_output: 20", "num_output: 20\n    group: 0"),
+     "layer 'conv1' (Convolution): convolution_param.group 0"),
     (_replace("num_output: 20", "num_output: 0"), "convolution_param.num_output 0"),
     (_replace("kernel_size: 5", "kernel_size: 31"), "kernel 31x31 (dilated) is larger than the padded input 28x28"),
     (_replace("kernel_size: 2\n    stride: 2", "kernel_size: 2\n    stride: 0"), "layer 'pool1' (Pooling): stride 0"),
-    (_replace("kernel_size: 2\n    stride: 2", "kernel_size: 0\n    stride: 2"), "layer 'pool1' (Pooling): kernel_size 0"),
+    (_replace("kernel_size: 2\n    stride: 2", "kernel_size: 0\n    stride: 2"),
+     "layer 'pool1' (Pooling): kernel_size 0"),
     (_replace("kernel_size: 2\n    stride: 2", "kernel_size: 30\n    stride: 2\n    round_mode: FLOOR"),
      "layer 'pool1' (Pooling): kernel 30x30 gives an empty output"),
-    # a 28x28 input made 1x1 cannot be pooled 2x2 by conv2's pooling
+    # a 5-D input under a convolution
     (_replace("shape: { dim: 64 dim: 1 dim: 28 dim: 28 }", "shape: { dim: 1 dim: 1 dim: 28 dim: 28 dim: 1 }"),
      "has 5 axes; expected 4"),
     (_replace("shape: { dim: 64 dim: 1 dim: 28 dim: 28 }", "shape: { dim: 1 dim: 0 dim: 28 dim: 28 }"),

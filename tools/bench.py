@@ -74,13 +74,10 @@ def kernel_ms(model, feeds, runs=5):
     import collections
     import json
 
-    import onnxruntime as ort
+    from caffevis.model import Runtime
 
-    opts = ort.SessionOptions()
-    opts.enable_profiling = True
-    opts.profile_file_prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), "caffevis_bench")
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), "caffevis_bench")
+    session = Runtime(force_cpu=True).session(model, "profiled graph", profile_prefix=prefix)
     for _ in range(runs + 1):
         session.run(None, feeds)
     path = session.end_profiling()

@@ -163,7 +163,8 @@ def _affine_infer(kind):
             raise ModelError(f"{kind} with a second bottom (the {kind.lower()} taken from a blob) is not supported")
         axis = canon_axis(p.axis, len(s0), f"{kind.lower()}_param")
         if p.num_axes < -1 or (p.num_axes != -1 and axis + p.num_axes > len(s0)):
-            raise ModelError(f"{kind.lower()}_param.num_axes {p.num_axes} does not fit a {len(s0)}-D bottom at axis {axis}")
+            raise ModelError(f"{kind.lower()}_param.num_axes {p.num_axes} does not fit a {len(s0)}-D bottom "
+                             f"at axis {axis}")
         end = len(s0) if p.num_axes == -1 else axis + p.num_axes
         pshape = tuple(s0[axis:end])
         bias_term = kind == "Bias" or bool(p.bias_term)

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..errors import ModelError
 from . import field as rf
-from .base import LayerType, canon_axis, count, identity_numpy, not_batch_axis, identity_vjp, same_field, same_shape, zeros_like
+from .base import (LayerType, canon_axis, count, identity_numpy, identity_vjp, not_batch_axis, same_field, same_shape,
+                   zeros_like)
 
 
 def _filled(dtops, outs):
@@ -209,7 +210,8 @@ def crop_infer(lp, shapes):
     axis = canon_axis(p.axis, len(s0), "crop_param")
     given = [int(v) for v in p.offset]
     if len(given) > 1 and axis + len(given) != len(s0):
-        raise ModelError(f"crop_param has {len(given)} offsets; expected 1 or {len(s0) - axis} (one per axis from {axis})")
+        raise ModelError(f"crop_param has {len(given)} offsets; expected 1 or {len(s0) - axis} "
+                         f"(one per axis from {axis})")
     offsets, shape = [], []
     for i, dim in enumerate(s0):
         off = 0 if i < axis or not given else given[0] if len(given) == 1 else given[i - axis]

@@ -69,6 +69,10 @@ class Session:
     def get_inputs(self):
         return self._inner.get_inputs()
 
+    def end_profiling(self) -> str:
+        """The profile file of a session made with ``profile_prefix``."""
+        return self._inner.end_profiling()
+
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
@@ -88,14 +92,18 @@ class Runtime:
     threads: int = 0
     cache_dir: str = ""
 
-    def session(self, model, name: str) -> Session:
-        """A session for ``model`` (a ModelProto or its bytes); ``name`` is what errors call it."""
+    def session(self, model, name: str, profile_prefix: str | None = None) -> Session:
+        """A session for ``model`` (a ModelProto or its bytes); ``name`` is what errors call it;
+        ``profile_prefix``: ORT's profiler writes there (tools/bench.py)."""
         data = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
-        return Session(make_session(data, self.force_cpu, self.threads, name), name)
+        return Session(make_session(data, self.force_cpu, self.threads, name, profile_prefix), name)
 
 
-def _options(threads):
+def _options(threads, profile_prefix=None):
     opts = ort.SessionOptions()
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     opts.log_severity_level = 3  # ORT's own provider-failure dumps are replaced by our line
     if threads:
         opts.intra_op_num_threads = threads
@@ -105,10 +113,11 @@ def _options(threads):
     return opts
 
 
-def make_session(model_bytes, force_cpu: bool = False, threads: int = 0, name: str = "model") -> ort.InferenceSession:
+def make_session(model_bytes, force_cpu: bool = False, threads: int = 0, name: str = "model",
+                 profile_prefix: str | None = None) -> ort.InferenceSession:
     """Create an ORT session preferring CUDA; fall back to CPU with ONE clear line. Use
     :meth:`Runtime.session` (which wraps run errors too) rather than this."""
-    opts = _options(threads)
+    opts = _options(threads, profile_prefix)
     providers, why = choose_providers(force_cpu)
     if providers[0] == "CUDAExecutionProvider":
         ort.set_default_logger_severity(4)  # silence ORT's multi-line EP failure dump
