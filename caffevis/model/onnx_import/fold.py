@@ -117,7 +117,8 @@ def _evaluate(node, inputs, opset):
     copy.attribute.extend(node.attribute)
     decl = [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
             for n, v in zip(names, inputs) if n]
-    graph = onnx.helper.make_graph([copy], "fold", decl, [onnx.helper.make_empty_tensor_value_info(o) for o in copy.output])
+    outs = [onnx.helper.make_empty_tensor_value_info(o) for o in copy.output]
+    graph = onnx.helper.make_graph([copy], "fold", decl, outs)
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(node.domain or "", opset)])
     feeds = {n: v for n, v in zip(names, inputs) if n}
     session = ReferenceEvaluator(model)
