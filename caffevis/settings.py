@@ -806,6 +806,13 @@ PRESETS = {
 }
 
 
+# What the default settings file (LeNet's) says about its own model, cleared when
+# ``caffevis live --model X`` opens another model without a settings file.
+MODEL_NEUTRAL = {"caffevis_prob_layer": NULL, "caffevis_label_layers": [], "caffevis_labels": NULL,
+                 "caffevis_label_names": NULL, "caffevis_jpgvis_layers": [], "caffevis_unit_jpg_dir": NULL,
+                 "caffevis_data_mean": NULL, "caffevis_input_scale": NULL, "caffevis_data_std": NULL}
+
+
 def preset_overrides(name: str) -> dict:
     """Settings overrides of a named input preset (:data:`PRESETS`)."""
     if name not in PRESETS:

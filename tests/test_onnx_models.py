@@ -295,3 +295,16 @@ def test_mining_an_onnx_model_writes_under_the_output_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     name = "layer2_layer2.0_relu_1_Relu_output_0"
     assert (tmp_path / "uv" / "max_deconv" / name / f"{name}_0001.jpg").is_file()
+
+
+def test_one_channel_seed_at_a_conv_output_of_an_input_not_named_data():
+    """The viewer's unit seeds take the one-channel graph (the producing Convolution computes
+    that channel only); the net's input is 'input', not Caffe's 'data'."""
+    net, arrays = fixture("resnet18")
+    blob = "/layer1/layer1.0/conv1/Conv_output_0"
+    unit = Seed.at_unit(blob, (1,) + net.blob_shapes[blob][1:], 3, 4, 5)
+    plain = Seed(blob, unit.values)  # the same values, no channel: the general graph
+    for mode in ("backprop", "deconv", "guided"):
+        got = backward(net, arrays["input"], unit, mode=mode, engine="onnx")
+        assert rel_err(got, backward(net, arrays["input"], plain, mode=mode, engine="onnx")) < 1e-6, mode
+        assert np.abs(got).max() > 0

@@ -52,7 +52,7 @@ def run(args):
     import sys
 
     from ..errors import InputError
-    from ..settings import model_overrides, preset_overrides
+    from ..settings import MODEL_NEUTRAL, model_overrides, preset_overrides
     from ..viewer.keys import parse_key_script
     from ..viewer.launch import build_viewer, open_settings
 
@@ -70,7 +70,9 @@ def run(args):
     if not args.headless and os.name == "posix" and sys.platform != "darwin" \
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise InputError("no display: set DISPLAY (or run under Xvfb), or use --headless")
-    overrides = preset_overrides(args.preset) if args.preset else {}
+    # another model without a settings file: the default file's model-specific keys do not apply
+    overrides = dict(MODEL_NEUTRAL) if args.model and not args.settings else {}
+    overrides.update(preset_overrides(args.preset) if args.preset else {})
     overrides.update(args.overrides)
     if args.model:
         overrides.update(model_overrides(args.model))
