@@ -50,8 +50,13 @@ GRADIENT_FILES = CONVERTER_FILES + (os.path.join("backward", "graph.py"), os.pat
 
 
 def blob_file_name(blob: str) -> str:
-    """A blob name as one file/folder name: ONNX tensor names such as
-    ``/layer1/layer1.0/relu/Relu_output_0`` hold slashes (a leading one would make the path
-    absolute), so ``/`` becomes ``_`` (the leading one dropped)."""
-    name = blob.strip("/").replace("/", "_").replace("\\", "_")
+    """A blob name as a path part of the unit-jpg and patch trees.
+
+    Caffe names keep their slashes (``fire2/concat`` nests, as DeepVis' trees do). ONNX
+    tensor names from PyTorch start with one (``/layer1/layer1.0/relu/Relu_output_0``), which
+    would make the path absolute: there every ``/`` becomes ``_`` (the leading one dropped).
+    """
+    if not blob.startswith("/"):
+        return blob
+    name = blob.strip("/").replace("/", "_")
     return name if name not in ("", ".", "..") else f"_{name}_"
