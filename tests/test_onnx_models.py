@@ -133,9 +133,10 @@ def _with_unsupported_node():
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 13)], ir_version=8)
 
 
-def test_unsupported_operator_leaves_forward_and_names_the_node():
+def test_unsupported_operator_leaves_forward_and_names_the_node(capsys):
     net = Net.from_onnx_model(_with_unsupported_node(), force_cpu=True)
     assert net.blocked == "node 'erf_node' (Erf, opset 13): operator not supported"
+    assert "caffevis: g: forward only: node 'erf_node' (Erf, opset 13): operator not supported\n" in capsys.readouterr().err
     x = np.random.RandomState(1).rand(1, 1, 5, 5).astype(np.float32)
     blobs = net.forward(x)
     assert set(blobs) == {"x", "c", "e", "y"}

@@ -148,6 +148,10 @@ class Net:
         net = cls(_expose_all_tensors(imported.model), imported.plans, force_cpu=force_cpu, cache_dir=cache_dir,
                   info=imported.info, threads=threads)
         net.blocked = imported.blocked
+        if net.blocked:  # said once at load; backward features repeat it when asked for
+            import sys
+
+            print(f"caffevis: {net.name}: forward only: {net.blocked}", file=sys.stderr)
         return net
 
     @classmethod
