@@ -9,11 +9,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["caffevis", "caffevis.*"]),
+    # the 1000 ILSVRC 2012 class names and onnxruntime's CUDA kernel table (caffevis/data/)
+    package_data={"caffevis": ["data/*.txt", "data/*.json"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.23",
         "scipy>=1.9",
-        "onnxruntime-gpu>=1.17",
+        "onnxruntime-gpu==1.31.1",  # pinned: the CUDA kernel coverage was checked against this version
         "onnx>=1.14",
         "opencv-python>=4.7",
         "h5py>=3.7",

@@ -1,19 +1,23 @@
-"""Download the official CaffeNet / AlexNet / GoogLeNet weights, verify their published sha1, convert.
+"""Download the official CaffeNet / AlexNet / GoogLeNet / SqueezeNet weights, verify their hash, convert.
 
-``python tools/fetch_caffenet.py caffenet`` (or ``alexnet``, ``caffenet-yos``, ``googlenet``) writes
-``model_zoo/<name>/``: the deploy prototxt, the caffemodel (sha1-checked against the value
-published in the model's readme), and the converted ``<name>.onnx`` with its JSON sidecar.
-It also fetches Caffe's ILSVRC 2012 mean image and the 1000 short labels into
-``model_zoo/imagenet/`` (what ``settings/caffenet.yaml`` reads).
+``caffevis fetch caffenet`` (or ``alexnet``, ``caffenet-yos``, ``googlenet``, ``squeezenet``;
+``python tools/fetch_caffenet.py`` is the same) writes ``model_zoo/<name>/``: the deploy prototxt,
+the caffemodel (checked against the sha1 published in the model's readme, or for SqueezeNet v1.0
+the sha256 recorded here of the file at a fixed commit of its published repository), and the
+converted ``<name>.onnx`` with its JSON sidecar. It also fetches Caffe's ILSVRC 2012 mean image into
+``model_zoo/imagenet/`` (what ``settings/caffenet.yaml`` reads); the 1000 class names ship with
+caffevis (``caffevis/data/ilsvrc_2012_labels.txt``).
 
 Every download streams to ``<file>.part`` with a tqdm bar and is renamed into place only
-after verification; on a sha1 mismatch (or any error) the partial file is deleted.
+after verification; on a hash mismatch (or any error) the partial file is deleted, and a model
+folder the failed fetch created is removed again when nothing verified was left in it.
 Sources may be ``http(s)://`` or ``file://`` URLs or local paths (``--weights PATH`` for a
 caffemodel fetched by other means).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -51,6 +55,11 @@ class ModelSource:
         checks every blob against the prototxt, is then the only check).
     prototxt_url, prototxt_file : str
         Deploy prototxt location and local file name.
+    sha256, prototxt_sha256 : str or None
+        sha256 of the caffemodel and of the prototxt where no sha1 is published (files pinned
+        to one commit of the model's repository).
+    imagenet_mean : bool
+        The model's settings read Caffe's ILSVRC 2012 mean image (fetched beside it).
     """
 
     name: str
@@ -59,9 +68,18 @@ class ModelSource:
     sha1: str | None
     prototxt_url: str
     prototxt_file: str = "deploy.prototxt"
+    sha256: str | None = None
+    prototxt_sha256: str | None = None
+    imagenet_mean: bool = True
 
 
-#: The models ``fetch_caffenet`` knows (sha1s from the models' Caffe readmes).
+#: SqueezeNet v1.0 as published by DeepScale (the repository is now forresti/SqueezeNet), pinned
+#: to one commit so that the recorded sha256 of each file stays valid.
+_SQUEEZENET_RAW = ("https://raw.githubusercontent.com/forresti/SqueezeNet/"
+                   "a47b6f13d30985279789d08053d37013d67d131b/SqueezeNet_v1.0")
+
+#: The models ``caffevis fetch`` knows (sha1s from the models' Caffe readmes; SqueezeNet's sha256
+#: is that of the published 5 001 403-byte caffemodel and 9 640-byte prototxt at the pinned commit).
 MODELS = {
     "caffenet": ModelSource(
         "bvlc_reference_caffenet",
@@ -84,12 +102,20 @@ MODELS = {
         "caffenet-yos-weights", None,
         f"{_DVT_RAW}/models/caffenet-yos/caffenet-yos-deploy.prototxt",
         "caffenet-yos-deploy.prototxt"),
+    "squeezenet": ModelSource(
+        "squeezenet_v1.0",
+        f"{_SQUEEZENET_RAW}/squeezenet_v1.0.caffemodel",
+        "squeezenet_v1.0.caffemodel", None,
+        f"{_SQUEEZENET_RAW}/deploy.prototxt",
+        sha256="9ff8035aada1f9ffa880b35252680d971434b141ec9fbacbe88309f0f9a675ce",
+        prototxt_sha256="6e4ecef2a27347e226a5ef8be31d6d1b9d19f5a40afa1986ec259fd5fa3bd91c",
+        imagenet_mean=False),  # settings/squeezenet.yaml subtracts per-channel values
 }
 
-#: ImageNet helper files: local name -> URL (checked by content: no sha1 is published).
+#: ImageNet helper files: local name -> URL (checked by content: no sha1 is published). The labels
+#: ship with caffevis; :func:`fetch_imagenet_files` still checks a labels file given as a source.
 IMAGENET_FILES = {
     "ilsvrc_2012_mean.npy": f"{_CAFFE_RAW}/python/caffe/imagenet/ilsvrc_2012_mean.npy",
-    "ilsvrc_2012_labels.txt": f"{_DVT_RAW}/models/caffenet-yos/ilsvrc_2012_labels.txt",
 }
 
 
@@ -102,8 +128,8 @@ def as_url(source: str) -> str:
 
 
 def download(source: str, dest: str, sha1: str | None = None, progress: bool = True,
-             timeout: float = 60.0) -> str:
-    """Stream ``source`` (URL or local path) to ``dest``, verifying ``sha1`` when given.
+             timeout: float = 60.0, sha256: str | None = None) -> str:
+    """Stream ``source`` (URL or local path) to ``dest``, verifying ``sha1`` / ``sha256`` when given.
 
     The data goes to ``dest + '.part'`` and is renamed to ``dest`` only once complete and
     verified; on any failure the partial file is removed and :class:`FetchError` raised.
@@ -118,7 +144,7 @@ def download(source: str, dest: str, sha1: str | None = None, progress: bool = T
     url = as_url(source)
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     part = dest + ".part"
-    h = hashlib.sha1()
+    h, h256 = hashlib.sha1(), hashlib.sha256()
     try:
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
@@ -139,12 +165,16 @@ def download(source: str, dest: str, sha1: str | None = None, progress: bool = T
                         break
                     out.write(block)
                     h.update(block)
+                    h256.update(block)
                     bar.update(len(block))
             if total and total.isdigit() and out.tell() != int(total):
                 raise FetchError(f"{url}: download incomplete ({out.tell()} of {total} bytes)")
         got = h.hexdigest()
         if sha1 and got != sha1.lower():
             raise FetchError(f"{url}: sha1 mismatch: got {got}, expected the published {sha1}; "
+                             f"the partial download was deleted")
+        if sha256 and h256.hexdigest() != sha256.lower():
+            raise FetchError(f"{url}: sha256 mismatch: got {h256.hexdigest()}, expected the recorded {sha256}; "
                              f"the partial download was deleted")
         os.replace(part, dest)
         return got
@@ -153,13 +183,36 @@ def download(source: str, dest: str, sha1: str | None = None, progress: bool = T
             os.remove(part)
 
 
-def verify_file(path: str, sha1: str | None) -> None:
-    """Check an existing file against its published sha1 (FetchError naming both)."""
-    if sha1:
-        got = sha1_of(path)
-        if got != sha1.lower():
-            raise FetchError(f"{path}: sha1 {got} does not match the published {sha1}; delete it "
-                             f"(or pass --force) to download it again")
+def verify_file(path: str, sha1: str | None, sha256: str | None = None) -> None:
+    """Check an existing file against its published sha1 / recorded sha256 (FetchError naming both)."""
+    for name, want, got_of in (("sha1", sha1, sha1_of), ("sha256", sha256, sha256_of)):
+        if want:
+            got = got_of(path)
+            if got != want.lower():
+                raise FetchError(f"{path}: {name} {got} does not match the published {want}; delete it "
+                                 f"(or pass --force) to download it again")
+
+
+def sha256_of(path: str, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(folder: str):
+    """Run a block that may create ``folder``; if it fails and had created it, an empty
+    ``folder`` is removed (a failed fetch leaves no empty model folder behind)."""
+    existed = os.path.isdir(folder)
+    try:
+        yield
+    except BaseException:
+        if not existed and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+        raise
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -187,23 +240,34 @@ def fetch_model(source: ModelSource, dest_dir: str | None = None, weights: str |
         Paths written: ``prototxt``, ``weights``, ``onnx`` (None without ``convert``).
     """
     dest_dir = dest_dir or os.path.join(DEFAULT_ZOO, source.name)
+    with removed_if_left_empty(dest_dir):
+        return _fetch_model(source, dest_dir, weights, prototxt, convert, force, progress, log)
+
+
+def _fetch_model(source, dest_dir, weights, prototxt, convert, force, progress, log):
     proto_path = os.path.join(dest_dir, source.prototxt_file)
     weights_path = os.path.join(dest_dir, source.weights_file)
 
     if force or prototxt or not os.path.isfile(proto_path):
         log(f"fetching {source.prototxt_file} from {prototxt or source.prototxt_url}")
-        download(prototxt or source.prototxt_url, proto_path, progress=False)
+        download(prototxt or source.prototxt_url, proto_path, progress=False, sha256=source.prototxt_sha256)
+    else:
+        verify_file(proto_path, None, source.prototxt_sha256)
     _check_prototxt(proto_path)
 
     if force or weights or not os.path.isfile(weights_path):
         log(f"fetching {source.weights_file} from {weights or source.weights_url}")
-        got = download(weights or source.weights_url, weights_path, sha1=source.sha1, progress=progress)
+        got = download(weights or source.weights_url, weights_path, sha1=source.sha1, progress=progress,
+                       sha256=source.sha256)
     else:
         log(f"{weights_path}: present; verifying")
-        verify_file(weights_path, source.sha1)
+        verify_file(weights_path, source.sha1, source.sha256)
         got = sha1_of(weights_path) if not source.sha1 else source.sha1
-    log(f"{weights_path}: sha1 {got}" + (" (matches the published sha1)" if source.sha1 else
-                                         " (no sha1 published; checked by conversion)"))
+    if source.sha256:
+        log(f"{weights_path}: sha256 {source.sha256} (matches the recorded sha256)")
+    else:
+        log(f"{weights_path}: sha1 {got}" + (" (matches the published sha1)" if source.sha1 else
+                                             " (no sha1 published; checked by conversion)"))
     onnx_path = None
     if convert:
         onnx_path = os.path.join(dest_dir, source.name + ".onnx")
@@ -237,12 +301,17 @@ def convert_to_onnx(prototxt: str, weights: str, onnx_path: str) -> str:
 
 def fetch_imagenet_files(dest_dir: str | None = None, force: bool = False, sources: dict | None = None,
                          log=print) -> dict:
-    """Fetch Caffe's ILSVRC 2012 mean (.npy, 3x256x256 BGR) and the 1000 short labels.
+    """Fetch Caffe's ILSVRC 2012 mean (.npy, 3x256x256 BGR) (and a labels file given in ``sources``).
 
     No sha1 is published for these, so each is checked by content instead.
     """
     dest_dir = dest_dir or os.path.join(DEFAULT_ZOO, "imagenet")
     sources = dict(IMAGENET_FILES, **(sources or {}))
+    with removed_if_left_empty(dest_dir):
+        return _fetch_imagenet_files(dest_dir, force, sources, log)
+
+
+def _fetch_imagenet_files(dest_dir, force, sources, log):
     out = {}
     for name, url in sources.items():
         path = os.path.join(dest_dir, name)
@@ -280,10 +349,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", choices=sorted(MODELS), help="which model to fetch")
     p.add_argument("--dest", help="target folder (default model_zoo/<model name>)")
     p.add_argument("--weights", help="use this caffemodel (path or URL) instead of the published URL; "
-                                     "still verified against the published sha1")
-    p.add_argument("--prototxt", help="use this deploy prototxt (path or URL)")
-    p.add_argument("--imagenet-dir", help="where the ILSVRC mean and labels go (default model_zoo/imagenet)")
-    p.add_argument("--no-imagenet", action="store_true", help="do not fetch the ILSVRC mean and labels")
+                                     "still verified against the published hash (default: the published URL)")
+    p.add_argument("--prototxt", help="use this deploy prototxt (path or URL) (default: the published URL)")
+    p.add_argument("--imagenet-dir", help="where the ILSVRC mean goes (default model_zoo/imagenet)")
+    p.add_argument("--no-imagenet", action="store_true", help="do not fetch the ILSVRC mean")
     p.add_argument("--no-convert", action="store_true", help="do not convert to ONNX")
     p.add_argument("--force", action="store_true", help="download again even when present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -292,7 +361,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     paths = fetch_model(MODELS[args.model], dest_dir=args.dest, weights=args.weights, prototxt=args.prototxt,
                         convert=not args.no_convert, force=args.force, progress=not args.quiet)
-    if not args.no_imagenet:
+    if MODELS[args.model].imagenet_mean and not args.no_imagenet:
         fetch_imagenet_files(args.imagenet_dir, force=args.force)
     print(f"{args.model}: ready in {os.path.dirname(paths['weights'])}")
     return 0
@@ -300,7 +369,9 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``caffevis fetch`` (for :mod:`caffevis.commands`)."""
-    p = subparsers.add_parser("fetch", help="download, verify (sha1) and convert CaffeNet/AlexNet weights")
+    p = subparsers.add_parser("fetch", help="download, verify (published sha1 / recorded sha256) and convert "
+                                            "the weights of " + ", ".join(sorted(MODELS)),
+                              description=__doc__.splitlines()[0])
     add_arguments(p)
     p.set_defaults(func=run)
 

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from .errors import InputError
+from .limits import MAX_IMAGE_PIXELS
 
 _MEAN_HINT = "null, a number, a per-channel list, or a .npy/.binaryproto mean image"
 
@@ -39,10 +40,30 @@ def read_image(path: str) -> np.ndarray:
         raise InputError(f"{path}: image file not found")
     # imdecode from bytes: cv2.imread cannot open non-ASCII paths on every platform
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as err:  # OpenCV's pixel limit, checked on the header before decoding
+        if "MAX_IMAGE_PIXELS" in str(err):
+            limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS)
+            raise InputError(f"{path}: image declares more than {limit} pixels (the limit: "
+                             f"OPENCV_IO_MAX_IMAGE_PIXELS); not decoded") from None
+        raise InputError(f"{path}: not a readable image (OpenCV could not decode it)") from None
     if image is None:
         raise InputError(f"{path}: not a readable image (OpenCV could not decode it)")
     return image[:, :, ::-1].astype(np.float32)
+
+
+def read_bgr_or_none(path: str):
+    """An image file as OpenCV reads it (BGR uint8), or None when it is missing, unreadable
+    or over the pixel limit (for optional files such as the viewer's per-unit jpgs)."""
+    import cv2
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        return cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error:  # over OPENCV_IO_MAX_IMAGE_PIXELS
+        return None
 
 
 def write_image(path: str, rgb: np.ndarray) -> None:
@@ -113,10 +134,15 @@ def load_mean(spec):
 
 
 def _read_npy(path):
+    from .io import check_numeric
+
     try:
-        return np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy raises several types for bad files
         raise InputError(f"{path}: not a readable .npy mean ({str(err).splitlines()[0]})") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{path}: an .npz archive; expected a .npy mean")
+    return check_numeric(arr, path)
 
 
 def _read_binaryproto(path):

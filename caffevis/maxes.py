@@ -12,6 +12,8 @@ HDF5 layout (``caffevis-maxes`` version 1)::
     /images           the input list (UTF-8 strings), index = image_index
     /labels           int64 label per image (-1: none)
     /batches_done     uint8 per batch of the scan (resume and merge bookkeeping)
+    /skipped          int64 indices into /images of the files that could not be read
+                      (undecodable or over the pixel limit); absent in older files
     /layers/<blob>    attrs: blob (the Caffe name), spatial, blob_shape
         max_vals      float32 (C, N), descending
         image_index   int64 (C, N), into /images (-1: fewer than N images seen)
@@ -215,14 +217,17 @@ class MaxesResult:
         Which batches of the scan's batch grid are in ``tracker``.
     config : dict
         The scan job (model, preprocessing, blobs, N, batch size, shard, source).
+    skipped : list of int
+        Images of the done batches that could not be read (left out of the maxima).
     """
 
-    def __init__(self, tracker, images, labels, batches_done, config):
+    def __init__(self, tracker, images, labels, batches_done, config, skipped=()):
         self.tracker = tracker
         self.images = list(images)
         self.labels = np.asarray(labels, np.int64)
         self.batches_done = np.asarray(batches_done, bool)
         self.config = dict(config)
+        self.skipped = sorted(int(i) for i in skipped)
 
     @property
     def layers(self):
@@ -280,6 +285,7 @@ def save_maxes(result: MaxesResult, path: str):
                          dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("labels", data=result.labels)
         f.create_dataset("batches_done", data=result.batches_done.astype(np.uint8))
+        f.create_dataset("skipped", data=np.asarray(sorted(result.skipped), np.int64))
         layers = f.create_group("layers", track_order=True)
         for name, lm in result.tracker.layers.items():
             g = layers.create_group(group_name(name))
@@ -330,7 +336,8 @@ def load_maxes(path: str) -> MaxesResult:
             lm.image_index = g["image_index"][()]
             if lm.spatial:
                 lm.location = g["location"][()]
-        return MaxesResult(tracker, images, f["labels"][()], f["batches_done"][()].astype(bool), config)
+        skipped = f["skipped"][()] if "skipped" in f else ()
+        return MaxesResult(tracker, images, f["labels"][()], f["batches_done"][()].astype(bool), config, skipped)
 
 
 def merge_results(results, what="shards") -> MaxesResult:
@@ -344,6 +351,7 @@ def merge_results(results, what="shards") -> MaxesResult:
     first = results[0]
     base = {k: v for k, v in first.config.items() if k != "shard"}
     done = np.zeros_like(first.batches_done)
+    skipped = []
     tracker = MaxTracker(OrderedDict((k, v.blob_shape) for k, v in first.tracker.layers.items()), first.tracker.n)
     for j, r in enumerate(results):
         other = {k: v for k, v in r.config.items() if k != "shard"}
@@ -356,9 +364,10 @@ def merge_results(results, what="shards") -> MaxesResult:
             raise InputError(f"{what} {j}: overlaps another (batch {int(np.flatnonzero(done & r.batches_done)[0])} "
                              f"is in both)")
         done |= r.batches_done
+        skipped += r.skipped
         tracker.merge(r.tracker)
     config = dict(base, shard="0/1")
-    return MaxesResult(tracker, first.images, first.labels, done, config)
+    return MaxesResult(tracker, first.images, first.labels, done, config, skipped)
 
 
 def merge_files(paths, output, allow_incomplete=False) -> MaxesResult:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
 from .errors import InputError
+from .limits import element_count
 from .paths import REPO_ROOT
 
 #: Caffe's LeNet input scale (``transform_param { scale: 0.00390625 }``): 1/256.
@@ -55,28 +57,42 @@ def available(directory: str | None = None, split: str = "test") -> bool:
 
 
 def read_idx(path: str) -> np.ndarray:
-    """Read one idx file (gzip detected by its magic bytes, not by the name)."""
+    """Read one idx file (gzip detected by its magic bytes, not by the name).
+
+    The header's dimensions are checked (element count in Python ints, at most
+    :data:`caffevis.limits.MAX_ELEMENTS`) before any data is read or decompressed.
+    """
     if not os.path.isfile(path):
         raise InputError(f"{path}: idx file not found")
     with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise InputError(f"{path}: damaged gzip data ({err})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            return _read_idx_stream(f, path)
+    except (OSError, EOFError, zlib.error) as err:  # gzip raises all three for damaged data
+        what = "damaged gzip data" if gzipped else "cannot read"
+        raise InputError(f"{path}: {what} ({err})") from None
+
+
+def _read_idx_stream(f, path):
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
         raise InputError(f"{path}: not an idx file (bad magic number)")
-    dtype, ndim = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    dtype, ndim = np.dtype(_IDX_TYPES[magic[2]]), magic[3]
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise InputError(f"{path}: idx header truncated")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    count = int(np.prod(shape, dtype=np.int64))
-    if len(raw) - header != count * dtype.itemsize:
-        raise InputError(f"{path}: idx data holds {len(raw) - header} bytes; shape {shape} needs "
-                         f"{count * dtype.itemsize}")
-    return np.frombuffer(raw, dtype, count, header).reshape(shape).astype(dtype.newbyteorder("="))
+    shape = struct.unpack(f">{ndim}I", dims)
+    try:
+        count = element_count(shape, "idx header")
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+    need = count * dtype.itemsize
+    data = f.read(need + 1)  # one byte more tells a file that is too long
+    if len(data) != need:
+        held = f"{len(data)}" if len(data) <= need else "more than"
+        raise InputError(f"{path}: idx data holds {held} bytes; shape {list(shape)} needs {need}")
+    return np.frombuffer(data, dtype, count).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def load(split: str = "test", directory: str | None = None):

@@ -71,6 +71,10 @@ META_SUCCESS = "Metaresult: majority success"
 META_FAILURE = "Metaresult: majority failure"
 
 DEFAULT_TEMPLATE = "%(p.push_layer)s_%(p.push_channel)04d_%(p.rand_seed)d"
+DEFAULT_PREFIX = "optimize_results/opt"
+#: Batches of many units run at least this many ORT rows, so that a unit's result is the same
+#: bits in any batch (alone, last in a layer, or on any worker of a cluster).
+BATCH_INVARIANT_ROWS = 2
 
 
 # -- parameters -----------------------------------------------------------------------------
@@ -593,7 +597,8 @@ class _Run:
         self.result.finish()
 
 
-def optimize(net, params_list, space: InputSpace, objective: UnitObjective | None = None, progress=None):
+def optimize(net, params_list, space: InputSpace, objective: UnitObjective | None = None, progress=None,
+             min_rows=1):
     """Run several optimizations of units of ONE blob together, one ORT batch per iteration.
 
     Parameters
@@ -608,6 +613,11 @@ def optimize(net, params_list, space: InputSpace, objective: UnitObjective | Non
         Reuse a built objective (building costs a fraction of a second).
     progress : callable(n_active), optional
         Called after every iteration with the number of runs that took part in it.
+    min_rows : int
+        Run ORT on at least this many images, repeating the last one (its copies are
+        discarded). With 2 (:data:`BATCH_INVARIANT_ROWS`) a run's result does not depend on
+        the batch it ran in: ORT's one-row matrix products round differently from the
+        multi-row ones, which give every row the same bits whatever the batch.
 
     Returns
     -------
@@ -635,9 +645,10 @@ def optimize(net, params_list, space: InputSpace, objective: UnitObjective | Non
             break
         for r in active:
             r.x = clip_to_pixel_range(r.x, space)
-        values, grads = objective(np.stack([r.x for r in active]), [r.unit for r in active],
-                                  [r.params.push_dir for r in active])
-        for r, v, g in zip(active, values, grads):
+        rows = active + active[-1:] * max(0, min_rows - len(active))
+        values, grads = objective(np.stack([r.x for r in rows]), [r.unit for r in rows],
+                                  [r.params.push_dir for r in rows])
+        for r, v, g in zip(active, values, grads):  # padding rows are dropped
             r.step(ii, v, g)
         ii += 1
         if progress is not None:
@@ -775,7 +786,7 @@ def save_result(result: OptimizeResult, space: InputSpace, prefix: str, brave=Fa
         for name, render in (("best_X.jpg", render_best_x), ("best_Xpm.jpg", render_best_xpm)):
             write_jpg(prefix + name, render(result.best_x, space))
             written.append(prefix + name)
-    with open(info_txt, "w", encoding="utf-8") as f:
+    with atomic_path(info_txt) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(info_text(result))
     written.append(info_txt)
     if not skipbig:
@@ -809,6 +820,31 @@ def _json_default(v):
 
 
 # -- many units: batches, a progress bar, resume, Ctrl-C ------------------------------------------
+def plan_runs(params_list, blob_shape, output_prefix=DEFAULT_PREFIX, output_template=DEFAULT_TEMPLATE,
+              brave=False):
+    """Split runs into (to do, report of skipped ones): a run whose ``info.json`` exists is done.
+
+    Every run's unit is checked against ``blob_shape`` first, so a bad unit fails before any work.
+    """
+    todo, report = [], []
+    for p in params_list:
+        prefix = planned_prefix(p, push_unit_for(p, blob_shape), output_prefix, output_template)
+        if prefix and os.path.exists(f"{prefix}info.json") and not brave:
+            report.append((p, prefix, "skipped"))
+        else:
+            todo.append(p)
+    return todo, report
+
+
+def save_run(result, space, output_prefix=DEFAULT_PREFIX, output_template=DEFAULT_TEMPLATE, brave=False,
+             skipbig=False, extra=None) -> str:
+    """Save one run of a planned batch (:func:`plan_runs`); returns its prefix."""
+    prefix = result_prefix(result, output_prefix, output_template)
+    # a planned prefix was checked by plan_runs (an info.txt without info.json is a run cut short)
+    save_result(result, space, prefix, brave=brave or "%(r." not in output_template, skipbig=skipbig, extra=extra)
+    return prefix
+
+
 def optimize_units(net, params_list, space: InputSpace, output_prefix="optimize_results/opt",
                    output_template=DEFAULT_TEMPLATE, batch_size=8, brave=False, skipbig=False,
                    progress=True, extra=None, on_result=None):
@@ -825,13 +861,7 @@ def optimize_units(net, params_list, space: InputSpace, output_prefix="optimize_
     if not params_list:
         return []
     objective = UnitObjective(net, params_list[0].push_layer)
-    todo, report = [], []
-    for p in params_list:
-        prefix = planned_prefix(p, push_unit_for(p, objective.blob_shape), output_prefix, output_template)
-        if prefix and os.path.exists(f"{prefix}info.json") and not brave:
-            report.append((p, prefix, "skipped"))
-        else:
-            todo.append(p)
+    todo, report = plan_runs(params_list, objective.blob_shape, output_prefix, output_template, brave)
     extra = dict(extra or {}, provider=objective.provider)
     bar = tqdm(total=sum(p.max_iter for p in todo), unit="it", disable=not progress, file=sys.stderr,
                desc=f"optimize {params_list[0].push_layer}")
@@ -839,13 +869,11 @@ def optimize_units(net, params_list, space: InputSpace, output_prefix="optimize_
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            results = optimize(net, batch, space, objective=objective, progress=bar.update)
+            results = optimize(net, batch, space, objective=objective, progress=bar.update,
+                               min_rows=BATCH_INVARIANT_ROWS)
             bar.update(sum(p.max_iter for p in batch) - sum(len(r.ii) for r in results))  # early stops
             for p, r in zip(batch, results):
-                prefix = result_prefix(r, output_prefix, output_template)
-                # a planned prefix was checked above (an info.txt without info.json is a run cut short)
-                save_result(r, space, prefix, brave=brave or "%(r." not in output_template, skipbig=skipbig,
-                            extra=extra)
+                prefix = save_run(r, space, output_prefix, output_template, brave, skipbig, extra)
                 report.append((p, prefix, "done"))
                 done += 1
                 if on_result is not None:

@@ -1,4 +1,4 @@
-"""Where caffevis finds its own files: ``settings/`` and ``model_zoo/``.
+"""Where caffevis finds its own files: ``settings/``, ``model_zoo/`` and the package's ``data/``.
 
 In a source checkout (``pip install -e .``) that is the repository root. A wheel
 install ships ``settings/*.yaml`` and the trained ``model_zoo/lenet`` under
@@ -24,6 +24,10 @@ def _project_root():
 
 
 REPO_ROOT = _project_root()
+
+#: Small data files shipped inside the package (``%CAFFEVIS_DATA%`` in settings paths): the 1000
+#: ILSVRC 2012 class names, onnxruntime's CUDA kernel table.
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .errors import InputError
+from .io import remove_stale_temporaries
 from .maxes import MaxesResult, MaxTracker, load_maxes, merge_results, parse_shard, save_maxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -98,9 +99,13 @@ def is_idx(path):
         return False
     if head[:2] == b"\x1f\x8b":
         import gzip
+        import zlib
 
-        with gzip.open(path, "rb") as f:
-            head = f.read(4)
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(4)
+        except (OSError, EOFError, zlib.error):
+            return True  # a damaged gzip: reading it as idx data says so in one line
     return len(head) == 4 and head[:2] == b"\0\0" and 1 <= head[3] <= 4
 
 
@@ -339,12 +344,36 @@ class ChannelMaxima:
         return out
 
 
-def load_inputs(source, prepare, indices) -> np.ndarray:
-    """Net inputs (B, C, H, W) of images ``indices`` (vectorized where the source allows)."""
+def load_inputs(source, prepare, indices, warn=None):
+    """Net inputs of images ``indices`` (vectorized where the source allows).
+
+    An image that cannot be read or prepared (an undecodable or oversized file) is left out
+    with one call of ``warn(message)``: one bad file must not stop a scan.
+
+    Returns
+    -------
+    x : ndarray (B', C, H, W)
+        The inputs of the images that could be read (B' may be 0).
+    kept : ndarray of int64 (B',)
+        Their indices.
+    skipped : list of int
+        The indices left out.
+    """
+    indices = np.asarray(list(indices), np.int64)
     many = getattr(prepare, "many", None)
     if many is not None and hasattr(source, "load_many"):
-        return many(source.load_many(np.asarray(list(indices), np.int64)))
-    return np.stack([prepare(source.load(i)) for i in indices])
+        return many(source.load_many(indices)), indices, []
+    arrays, kept, skipped = [], [], []
+    for i in indices:
+        try:
+            arrays.append(prepare(source.load(int(i))))
+            kept.append(i)
+        except InputError as err:
+            skipped.append(int(i))
+            if warn is not None:
+                warn(f"{err}; skipped")
+    x = np.stack(arrays) if arrays else None
+    return x, np.asarray(kept, np.int64), skipped
 
 
 # -- one process -------------------------------------------------------------------------
@@ -372,22 +401,10 @@ def new_result(job: ScanJob, source, net) -> MaxesResult:
                        np.zeros(batch_grid(len(source), job.batch_size), bool), job.config())
 
 
-def _remove_stale_temporaries(output):
-    """Delete ``<output>.tmpPID`` files left by a killed run (one run per output at a time)."""
-    import glob
-
-    for path in glob.glob(glob.escape(output) + ".tmp*"):
-        if path[len(output) + 4:].isdigit():
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-
-
 def resume_or_new(job: ScanJob, source, net, output, overwrite=False):
     """The checkpoint at ``output`` when it belongs to this job, else a fresh result."""
     if output:
-        _remove_stale_temporaries(output)
+        remove_stale_temporaries(output)
     if output and os.path.exists(output) and not overwrite:
         old = load_maxes(output)
         if old.config != job.config():
@@ -445,8 +462,11 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     total = sum(min(bs, len(source) - k * bs) for k in mine)
     done = total - sum(min(bs, len(source) - k * bs) for k in mine if not result.batches_done[k])
 
+    def warn(message):
+        tqdm.write(f"caffevis: warning: {message}", file=sys.stderr)
+
     def load_batch(k):
-        return load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))))
+        return load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))), warn)
 
     maxima = maxima or ChannelMaxima(net, job.blobs)
 
@@ -454,17 +474,19 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
     #            amortize its fixed cost (up to 512 images or 64 MB of maps)
 
     def fold_in():
-        for blob, lm in result.tracker.layers.items():
-            lm.update_batches([(s[blob][0], s[blob][1], np.arange(j * bs, j * bs + c), s[blob][2])
-                               for j, s, c in held])
-        for j, _, _ in held:
+        ran = [(s, kept) for _, s, kept, _ in held if s is not None]
+        if ran:
+            for blob, lm in result.tracker.layers.items():
+                lm.update_batches([(s[blob][0], s[blob][1], kept, s[blob][2]) for s, kept in ran])
+        for j, _, _, skipped in held:
             result.batches_done[j] = True
+            result.skipped += skipped
         held.clear()
 
-    def track(k, summary, count, flush):
-        held.append((k, summary, count))
-        size = sum(m.nbytes for _, s, _ in held for _, _, m in s.values() if m is not None)
-        if flush or sum(c for _, _, c in held) >= 512 or size >= 64 << 20:
+    def track(k, summary, kept, skipped, flush):
+        held.append((k, summary, kept, skipped))
+        size = sum(m.nbytes for _, s, _, _ in held if s is not None for _, _, m in s.values() if m is not None)
+        if flush or sum(len(kept) for _, _, kept, _ in held) >= 512 or size >= 64 << 20:
             fold_in()
 
     since = 0
@@ -481,17 +503,17 @@ def run_scan(job: ScanJob, output=None, net=None, checkpoint_every=20, workers=2
         try:
             while queue:
                 k, fut = queue.popleft()
-                x = fut.result()
+                x, kept, skipped = fut.result()
                 nxt = next(todo, None)
                 if nxt is not None:
                     queue.append((nxt, pool.submit(load_batch, nxt)))
-                summary = maxima(net.check_input(x))
+                summary = maxima(net.check_input(x)) if x is not None else None  # None: every image skipped
                 if last is not None:
                     last.result()  # updates stay in order, one at a time
                 since += 1
                 save_now = bool(output and checkpoint_every and since >= checkpoint_every and queue)
-                last = tracking.submit(track, k, summary, len(x), save_now or not queue)
-                bar.update(len(x))
+                last = tracking.submit(track, k, summary, kept, skipped, save_now or not queue)
+                bar.update(len(kept) + len(skipped))
                 if save_now:
                     last.result()
                     save_maxes(result, output)
@@ -527,7 +549,8 @@ def benchmark(job: ScanJob, net, batches=10, workers=2, repeats=5) -> dict:
     prepare = make_preparer(job, net)
     bs = job.batch_size
     count = min(batches, batch_grid(len(source), bs))
-    xs = [load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source)))) for k in range(count)]
+    xs = [load_inputs(source, prepare, range(k * bs, min((k + 1) * bs, len(source))))[0] for k in range(count)]
+    xs = [x for x in xs if x is not None]
     images = sum(len(x) for x in xs)
     maxima = ChannelMaxima(net, job.blobs)
     net.forward(xs[0], blobs=job.blobs)  # warm-up
@@ -566,43 +589,35 @@ def scan_shard_task(job_config: dict, output, checkpoint_every=20, workers=2, fo
                     force_cpu=force_cpu)
 
 
-def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, checkpoint_every=20,
+def run_dask(job: ScanJob, output, shards=None, scheduler="local:2", checkpoint_every=20,
              decode_workers=2, progress=True, force_cpu=False, keep_shards=False, overwrite=False) -> MaxesResult:
     """Scan ``job`` as ``shards`` shards on a Dask cluster and merge them into ``output``.
 
     Parameters
     ----------
-    scheduler : str, optional
-        Address of a running scheduler (``tcp://host:8786``); workers must see the images
-        and the model under the same paths. Default: a local cluster of ``n_workers``
-        processes.
+    scheduler : str
+        ``local:N`` (a local cluster of N processes) or the address of a running scheduler
+        (``tcp://host:8786``; workers must see the images and the model under the same
+        paths). See :mod:`caffevis.cluster`.
     shards : int, optional
         Number of shards (default: the number of workers). Each shard checkpoints into
         ``<output stem>.shard-I-of-N.h5`` on its worker, so a rerun after a crash resumes.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
     from tqdm import tqdm
+
+    from .cluster import dask_client, parse_scheduler, worker_count
 
     if parse_shard(job.shard) != (0, 1):
         raise InputError("--shard and a Dask run do not combine: the Dask run makes its own shards")
+    parse_scheduler(scheduler)  # a bad address is reported before any work
     if os.path.exists(output) and not overwrite:
         done = load_maxes(output)
         if done.config == job.config() and done.complete:
             return done
         raise InputError(f"{output}: exists from a different or unfinished scan; use another -o or --overwrite")
-    cluster = None
-    ort_threads = 0
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        ort_threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    try:
-        if not shards:
-            client.wait_for_workers(1, timeout=120)  # a fresh external cluster may still be starting
-        n = shards or max(1, len(client.scheduler_info()["workers"]))
+    with dask_client(scheduler, wait=not shards) as (client, ort_threads):
+        n = shards or worker_count(client)
         paths = [shard_path(output, i, n) for i in range(n)]
         if overwrite:
             for p in paths:
@@ -617,10 +632,6 @@ def run_dask(job: ScanJob, output, shards=None, scheduler=None, n_workers=2, che
                 r = fut.result()
                 results[r.config["shard"]] = r
                 bar.update(1)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     merged = merge_results([results[f"{i}/{n}"] for i in range(n)])
     save_maxes(merged, output)
     if not keep_shards:

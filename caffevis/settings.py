@@ -13,7 +13,7 @@ naming the file (and line), the key and what was expected.
 Path rules
 ----------
 - ``%DVT_ROOT%`` in a path is the repository root (the directory holding ``caffevis/``);
-  ``~`` is the home directory.
+  ``%CAFFEVIS_DATA%`` the package's data folder (the ILSVRC 2012 labels); ``~`` is the home directory.
 - A relative path in a settings file is relative to that file's directory; one given as an
   override (a CLI flag) is relative to the current directory; a built-in default is
   relative to ``%DVT_ROOT%``.
@@ -27,6 +27,7 @@ it says how to fetch them (``caffevis_fetch_hint``).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import numbers
@@ -37,8 +38,9 @@ from collections import OrderedDict
 import yaml
 
 from .errors import SettingsError
+from .limits import MAX_NESTING, YAML_SKIPPED, brace_depth, short_repr
 
-from .paths import REPO_ROOT  # noqa: E402
+from .paths import DATA_DIR, REPO_ROOT  # noqa: E402
 
 #: DeepVis' default layout: pane name -> (row i, col j, height, width), window 930 x 1500.
 DEFAULT_WINDOW_PANES = OrderedDict([
@@ -218,6 +220,89 @@ def _keys():
 #: Every settings key, in documentation order.
 KEYS = _keys()
 
+# -- ranges -------------------------------------------------------------------------------
+#: Longest side of the window, and most pixels in it (50 Mpx: 150 MB as RGB uint8), so the
+#: window and the viewer's buffers fit in memory and in OpenCV's int arguments.
+MAX_WINDOW_SIDE = 16384
+MAX_WINDOW_PIXELS = 50_000_000
+
+#: Quantity -> (lowest, highest, unit): the range of every numeric setting measuring it.
+#: Times are bounded so that no thread sleeps past a heartbeat and no heartbeat expires
+#: between two frames; sizes so that what the viewer draws fits in memory.
+QUANTITIES = {
+    "seconds": (0.0, 1.0, "seconds"),
+    "timeout": (5.0, 3600.0, "seconds"),
+    "milliseconds": (1, 10000, "ms"),
+    "passes": (0, 1000, "main-loop passes"),
+    "pixels": (0, 1000, "pixels"),
+    "offset": (-MAX_WINDOW_SIDE, MAX_WINDOW_SIDE, "pixels"),
+    "side": (1, MAX_WINDOW_SIDE, "pixels"),
+    "thickness": (1, 100, "pixels"),
+    "font_scale": (0.05, 20.0, "times the font's height"),
+    "window_scale": (0.1, 5.0, "times the layout"),
+    "value_scale": (1e-6, 1e6, "times the pixel values"),
+    "aspect_ratio": (0.01, 100.0, "width / height"),
+    "blur": (0.0, 100.0, "pixels"),
+    "gamma": (0.01, 100.0, "exponent"),
+    "mean": (-1e6, 1e6, "per pixel value"),
+    "device": (-1, 1000, "camera index"),
+    "bytes": (10 * 1024 ** 2, 2 ** 40, "bytes"),
+    "choice_index": (0, 1000, "index"),
+}
+
+#: Numeric key -> quantity; keys ending in _fsize, _loc, _line_spacing or holding _thick
+#: follow their suffix (see :func:`quantity_of`).
+_QUANTITY_OF = {
+    "input_updater_capture_device": "device",
+    "input_updater_sleep_after_read_frame": "seconds",
+    "input_updater_heartbeat_required": "timeout",
+    "main_loop_sleep_ms": "milliseconds",
+    "global_scale": "window_scale",
+    "global_font_size": "font_scale",
+    "keypress_pause_handle_iterations": "passes",
+    "keypress_pause_redraw_iterations": "passes",
+    "redraw_at_least_every": "passes",
+    "caffevis_data_hw": "side",
+    "caffevis_data_mean": "mean",
+    "caffevis_raw_scale": "value_scale",
+    "caffevis_input_scale": "value_scale",
+    "caffevis_layers_aspect_ratio": "aspect_ratio",
+    "caffevis_pause_after_keys": "seconds",
+    "caffevis_frame_wait_sleep": "seconds",
+    "caffevis_jpg_load_sleep": "seconds",
+    "caffevis_heartbeat_required": "timeout",
+    "caffevis_fast_move_dist": "pixels",
+    "caffevis_jpg_cache_size": "bytes",
+    "caffevis_grad_norm_blur_radius": "blur",
+    "caffevis_boost_gamma_choices": "gamma",
+    "caffevis_boost_indiv_default_idx": "choice_index",
+    "caffevis_boost_gamma_default_idx": "choice_index",
+}
+_SUFFIX_QUANTITY = ((r"_fsize$", "font_scale"), (r"_loc$", "offset"), (r"_line_spacing$", "pixels"),
+                    (r"_thick(_|$)", "thickness"))
+_NUMERIC_KINDS = ("int", "opt_int", "pos", "opt_pos", "nonneg", "loc", "hw", "pos_list", "mean")
+
+
+def quantity_of(key: str):
+    """The quantity (a :data:`QUANTITIES` name) a numeric key measures, None for others."""
+    if KEYS[key].kind not in _NUMERIC_KINDS:
+        return None
+    if key in _QUANTITY_OF:
+        return _QUANTITY_OF[key]
+    return next(q for pattern, q in _SUFFIX_QUANTITY if re.search(pattern, key))  # every numeric key has one
+
+
+def value_range(key: str):
+    """(lowest, highest, unit) accepted for a numeric key (its quantity's range narrowed by
+    the key's own ``min``), None for other keys."""
+    q = quantity_of(key)
+    if q is None:
+        return None
+    lo, hi, unit = QUANTITIES[q]
+    if KEYS[key].opts.get("min") is not None:
+        lo = max(lo, KEYS[key].opts["min"])
+    return lo, hi, unit
+
 #: DeepVis keys that held Python code or are not settable, with what to use instead.
 REPLACED_KEYS = {
     "caffevis_layer_pretty_name_fn": "a function cannot be written in YAML; use caffevis_pretty_name_replacements "
@@ -237,7 +322,9 @@ class _Invalid(Exception):
 
 
 def _is_num(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return False
+    return isinstance(v, numbers.Integral) or math.isfinite(float(v))  # float() of a 400-digit int overflows
 
 
 _NUM_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -249,12 +336,15 @@ def _num(v, what="a number"):
         v = float(v)
     if not _is_num(v):
         raise _Invalid(what)
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:
+        raise _Invalid(what) from None
 
 
 def _int(v, what="an integer"):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        if _is_num(v) and float(v).is_integer():
+        if _is_num(v) and not isinstance(v, numbers.Integral) and float(v).is_integer():
             return int(v)
         raise _Invalid(what)
     return int(v)
@@ -287,32 +377,29 @@ def _str_pairs(v, what):
     return tuple(out)
 
 
+def _fmt(x):
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _in_range(spec, convert, v):
+    """``convert(v)`` checked against the key's :func:`value_range`."""
+    lo, hi, unit = value_range(spec.name)
+    what = f"{'an integer' if convert is _int else 'a number'} in [{_fmt(lo)}, {_fmt(hi)}] ({unit})"
+    x = convert(v, what)
+    if not lo <= x <= hi or (spec.kind in ("pos", "opt_pos") and x <= 0):
+        raise _Invalid(what)
+    return x
+
+
 def _check_kind(spec, v):
     kind, opts = spec.kind, spec.opts
+    if kind in ("int", "opt_int", "pos", "opt_pos", "nonneg"):
+        if v is None and kind.startswith("opt_"):
+            return None
+        return _in_range(spec, _int if kind.endswith("int") else _num, v)
     if kind == "bool":
         if not isinstance(v, bool):
             raise _Invalid("true or false")
-        return v
-    if kind == "int":
-        lo = opts.get("min")
-        what = "an integer" + (f" >= {lo}" if lo is not None else "")
-        v = _int(v, what)
-        if lo is not None and v < lo:
-            raise _Invalid(what)
-        return v
-    if kind == "opt_int":
-        return None if v is None else _int(v, "an integer or null")
-    if kind == "pos":
-        v = _num(v, "a positive number")
-        if v <= 0:
-            raise _Invalid("a positive number")
-        return v
-    if kind == "opt_pos":
-        return None if v is None else _check_kind(Key("", None, "pos", "", ""), v)
-    if kind == "nonneg":
-        v = _num(v, "a number >= 0")
-        if v < 0:
-            raise _Invalid("a number >= 0")
         return v
     if kind == "opt_str":
         if v is not None and not isinstance(v, str):
@@ -341,12 +428,14 @@ def _check_kind(spec, v):
     if kind == "color":
         return _fixed(v, "an RGB colour [r, g, b] with values in [0, 1]", 3, _num, lambda c: 0 <= c <= 1)
     if kind == "loc":
-        return _fixed(v, "[row, col] integers", 2, _int)
+        lo, hi, _ = value_range(spec.name)
+        return _fixed(v, f"[row, col] integers in [{lo}, {hi}]", 2, _int, lambda c: lo <= c <= hi)
     if kind == "fractions4":
         return _fixed(v, "[top, left, height, width] fractions in [0, 1]", 4, _num, lambda c: 0 <= c <= 1)
     if kind == "hw":
-        return None if v is None else _fixed(v, "[height, width] positive integers or null", 2, _int,
-                                             lambda c: c >= 1)
+        lo, hi, _ = value_range(spec.name)
+        return None if v is None else _fixed(v, f"[height, width] integers in [{lo}, {hi}], or null", 2, _int,
+                                             lambda c: lo <= c <= hi)
     if kind == "perm":
         if v is None:
             return None
@@ -381,10 +470,10 @@ def _check_kind(spec, v):
     if kind == "apps":
         return _str_pairs(v, "a list of [module, class] pairs")
     if kind in ("unit_list", "pos_list"):
-        what = "a non-empty list of numbers in [0, 1]" if kind == "unit_list" else "a non-empty list of positive numbers"
+        lo, hi, _ = (0, 1, "") if kind == "unit_list" else value_range(spec.name)
+        what = f"a non-empty list of numbers in [{_fmt(lo)}, {_fmt(hi)}]"
         items = tuple(_num(c, what) for c in _seq(v, what))
-        if not items or (kind == "unit_list" and any(c < 0 or c > 1 for c in items)) \
-                or (kind == "pos_list" and any(c <= 0 for c in items)):
+        if not items or len(items) > 1000 or any(not lo <= c <= hi for c in items):
             raise _Invalid(what)
         return items
     if kind == "std":
@@ -398,10 +487,12 @@ def _check_kind(spec, v):
     if kind == "mean":
         if v is None:
             return None
+        lo, hi, _ = value_range(spec.name)
+        what = f"null, numbers in [{_fmt(lo)}, {_fmt(hi)}], or a path to a .npy/.binaryproto mean"
         if _is_num(v):
-            return float(v)
+            return _fixed([v], what, 1, _num, lambda c: lo <= c <= hi)[0]
         if isinstance(v, (list, tuple)) and v and all(_is_num(c) for c in v):
-            return tuple(float(c) for c in v)
+            return _fixed(v, what, len(v), _num, lambda c: lo <= c <= hi)
         if isinstance(v, str) or (isinstance(v, (list, tuple)) and v and all(isinstance(c, str) for c in v)):
             return v  # a path (or candidates); resolved by the caller
         raise _Invalid("null, a number, a list of per-channel numbers, or a path to a .npy/.binaryproto mean")
@@ -423,7 +514,7 @@ def _resolve_path(value, base_dir):
     candidates = value if isinstance(value, list) else [value]
     resolved = []
     for c in candidates:
-        c = os.path.expanduser(c.replace("%DVT_ROOT%", REPO_ROOT))
+        c = os.path.expanduser(c.replace("%DVT_ROOT%", REPO_ROOT).replace("%CAFFEVIS_DATA%", DATA_DIR))
         if not os.path.isabs(c):
             c = os.path.join(base_dir, c)
         resolved.append(os.path.normpath(c))
@@ -448,9 +539,7 @@ def _read_yaml(path):
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
         raise SettingsError(f"{path}: cannot read settings file ({err})") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
+    with _yaml_document(text, path) as (loader, node):
         if node is None:
             return OrderedDict(), {}
         if not isinstance(node, yaml.MappingNode):
@@ -460,28 +549,75 @@ def _read_yaml(path):
             key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
-                raise SettingsError(f"{path}:{line}: setting names must be strings, got {key!r}")
+                raise SettingsError(f"{path}:{line}: setting names must be strings, got {short_repr(key)}")
             if key in values:
                 raise SettingsError(f"{path}:{line}: {key}: given twice (first on line {lines[key]})")
             values[key] = loader.construct_object(value_node, deep=True)
             lines[key] = line
         return values, lines
+
+
+def parse_value(text: str, where: str):
+    """A settings value given as YAML text (a CLI ``--set KEY=VALUE``), under the rules of
+    settings files; SettingsError naming ``where`` otherwise."""
+    with _yaml_document(text, where) as (loader, node):
+        return None if node is None else loader.construct_object(node, deep=True)
+
+
+@contextlib.contextmanager
+def _yaml_document(text, where):
+    """(loader, root node or None) of one YAML document under the settings rules: data only
+    (a tag is refused), nesting at most :data:`MAX_NESTING` deep; every problem, in the
+    body too, is a one-line SettingsError naming ``where`` (and the line)."""
+    _check_flow_depth(text, where)
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters: a NUL is a ReaderError (a YAMLError)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_depth(node, where)
+        yield loader, node
     except yaml.constructor.ConstructorError as err:
         mark = err.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else path
+        at = f"{where}:{mark.line + 1}" if mark else where
         problem = (err.problem or "").split(" for the tag")[0].strip()
         tag = re.search(r"tag '([^']*)'", str(err))
         if tag:
-            raise SettingsError(f"{where}: YAML tag '{tag.group(1)}' is not allowed "
+            raise SettingsError(f"{at}: YAML tag '{tag.group(1)}' is not allowed "
                                 f"(settings files hold data only, never code)") from None
-        raise SettingsError(f"{where}: invalid YAML ({problem})") from None
+        raise SettingsError(f"{at}: invalid YAML ({problem})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SettingsError(f"{where}: YAML syntax error ({problem})") from None
+        at = f"{where}:{mark.line + 1}" if mark else where
+        problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
+        problem = "".join(c if c.isprintable() else "?" for c in str(problem))
+        raise SettingsError(f"{at}: YAML syntax error ({problem})") from None
+    except RecursionError:
+        raise SettingsError(f"{where}: values nested too deep (at most {MAX_NESTING} levels)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_flow_depth(text, where):
+    """SettingsError when [ ] / { } nest deeper than :data:`MAX_NESTING` (before parsing)."""
+    depth = brace_depth(text, "[{", "]}", YAML_SKIPPED)
+    if depth > MAX_NESTING:
+        raise SettingsError(f"{where}: values nested {depth} levels deep; at most {MAX_NESTING} are accepted")
+
+
+def _check_depth(root, where):
+    """SettingsError when YAML nodes nest deeper than :data:`MAX_NESTING` (iterative walk)."""
+    todo = [(root, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_NESTING:
+            raise SettingsError(f"{where}:{node.start_mark.line + 1}: values nested more than {MAX_NESTING} "
+                                f"levels deep")
+        if isinstance(node, yaml.SequenceNode):
+            todo += [(n, depth + 1) for n in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            todo += [(n, depth + 1) for pair in node.value for n in pair]
 
 
 # -- the Settings object ------------------------------------------------------------------
@@ -616,6 +752,10 @@ class Settings:
             if name and name not in blobs:
                 raise SettingsError(f"{self.where(key)}: {key}: '{name}' is not a blob of this net "
                                     f"(blobs: {', '.join(net.blob_names)})")
+        if not self.visible_layers(net.blob_names):
+            raise SettingsError(f"{self.where('caffevis_filter_layers_regex')}: caffevis_filter_layers_regex: "
+                                f"'{self.caffevis_filter_layers_regex}' hides every layer; expected one that "
+                                f"leaves at least one of {', '.join(net.blob_names[1:])}")
         channels = net.input_shape[1] if len(net.input_shape) == 4 else None
         hw = self.caffevis_data_hw
         if hw and len(net.input_shape) == 4 and tuple(net.input_shape[2:]) != tuple(hw) \
@@ -650,18 +790,33 @@ def _panes(value, where, scale):
             if box is None:
                 panes.pop(name, None)
                 continue
-            what = "[i, j, height, width] with i, j >= 0 and height, width > 0"
+            what = f"[i, j, height, width] with i, j >= 0 and height, width > 0, all at most {MAX_WINDOW_SIDE}"
             try:
                 items = _seq(box, what)
                 box = tuple(_int(c, what) for c in items)
             except _Invalid:
-                raise SettingsError(f"{where}: window_panes: {name}: expected {what}, got {box!r}") from None
-            if len(box) != 4 or min(box[:2]) < 0 or min(box[2:]) <= 0:
+                raise SettingsError(f"{where}: window_panes: {name}: expected {what}, got {short_repr(box)}") from None
+            if len(box) != 4 or min(box[:2]) < 0 or min(box[2:]) <= 0 or max(box) > MAX_WINDOW_SIDE:
                 raise SettingsError(f"{where}: window_panes: {name}: expected {what}, got {list(box)!r}")
             panes[name] = box
     if "input" not in panes:
         raise SettingsError(f"{where}: window_panes: the 'input' pane is required")
-    return OrderedDict((k, tuple(int(v * scale) for v in box)) for k, box in panes.items())
+    scaled = OrderedDict((k, tuple(int(v * scale) for v in box)) for k, box in panes.items())
+    return _check_window(scaled, where)
+
+
+def _check_window(panes, where):
+    """The scaled layout, when every pane is drawable and the window fits in memory."""
+    for name, (i, j, h, w) in panes.items():
+        if min(h, w) < 1:
+            raise SettingsError(f"{where}: window_panes: {name}: {h}x{w} pixels after global_scale; "
+                                f"expected at least 1x1 (raise global_scale or the pane's size)")
+    height = max(i + h for i, j, h, w in panes.values())
+    width = max(j + w for i, j, h, w in panes.values())
+    if max(height, width) > MAX_WINDOW_SIDE or height * width > MAX_WINDOW_PIXELS:
+        raise SettingsError(f"{where}: window_panes: the window is {height}x{width} pixels after global_scale; "
+                            f"expected sides of at most {MAX_WINDOW_SIDE} and at most {MAX_WINDOW_PIXELS} pixels")
+    return panes
 
 
 def _validate_source(values, where_of):
@@ -677,7 +832,7 @@ def _validate_source(values, where_of):
         try:
             out[key] = _check_kind(spec, value)
         except _Invalid as err:
-            raise SettingsError(f"{where}: {key}: expected {err}, got {value!r}") from None
+            raise SettingsError(f"{where}: {key}: expected {err}, got {short_repr(value)}") from None
     # one source names one model form; a later source's form replaces an earlier one's
     if values.get("caffevis_onnx_model") and (values.get("caffevis_deploy_prototxt")
                                               or values.get("caffevis_network_weights")):

@@ -24,6 +24,7 @@ montage yet.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -34,8 +35,8 @@ import numpy as np
 from .errors import InputError, SettingsError
 from .io import atomic_path
 from .paths import blob_file_name
-from .optimize import (InputSpace, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
-                       render_best_x, write_jpg)
+from .optimize import (BATCH_INVARIANT_ROWS, InputSpace, OptimizeParams, UnitObjective, optimize, preset_params,
+                       push_unit_for, render_best_x, write_jpg)
 from .viewer.tiles import crop_to_corner  # the reading side: montages are laid out for its crop
 
 MONTAGE_PRESETS = (1, 2, 3, 4)
@@ -149,7 +150,7 @@ def _resolve(net, settings_or_params, space):
 
 def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, space=None,
                               presets=MONTAGE_PRESETS, seeds=9, batch_size=8, brave=False, progress=True,
-                              write_whole_layer=True):
+                              write_whole_layer=True, scheduler=None, model=None):
     """Optimize each unit with the four presets and write montages and the sprite sheet.
 
     Parameters
@@ -178,13 +179,16 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
     write_whole_layer : bool
         Rebuild ``whole_layer.jpg`` from every montage of the layer at the end (also after
         Ctrl-C, so it shows what is done).
+    scheduler, model : str, optional
+        Run the batches on Dask (``local:N`` or ``tcp://host:port``), the workers opening
+        ``model`` (``MODEL.onnx`` or ``DEPLOY.prototxt:WEIGHTS.caffemodel``, the path ``net``
+        came from); the montages are the same bits as without (a run's result does not depend
+        on its batch). A unit with a failing run gets no montage and is listed in ``failed``.
 
     Returns
     -------
-    dict with ``done``, ``skipped`` (unit lists), ``montages`` (paths) and ``whole_layer``.
+    dict with ``done``, ``skipped``, ``failed`` (unit lists), ``montages`` (paths) and ``whole_layer``.
     """
-    from tqdm import tqdm
-
     presets = tuple(presets)
     if not 1 <= len(presets) <= 4 or any(p not in (1, 2, 3, 4) for p in presets):
         raise SettingsError(f"presets: expected up to four of 1, 2, 3, 4; got {list(presets)}")
@@ -201,41 +205,98 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
         jobs_of[u] = [preset_params(p, push_layer=layer, push_channel=u, rand_seed=s, **overrides)
                       for p in presets for s in range(seeds)]
         push_unit_for(jobs_of[u][0], objective.blob_shape)  # validate every unit before any work
-    done, skipped = [], [u for u in units if os.path.exists(montage_path(outdir, layer, u)) and not brave]
+    skipped = [u for u in units if os.path.exists(montage_path(outdir, layer, u)) and not brave]
     todo = [u for u in units if u not in skipped]
     os.makedirs(layer_dir(outdir, layer), exist_ok=True)
     per_unit = len(presets) * seeds
-    units_per_batch = max(1, batch_size // per_unit)
-    total = sum(j.max_iter for u in todo for j in jobs_of[u])
-    bar = tqdm(total=total, unit="it", disable=not progress, file=sys.stderr, desc=f"regularized_opt {layer}")
+    batches_of = _plan_batches(todo, jobs_of, per_unit, batch_size)
+    write = functools.partial(_write_unit, outdir, layer, presets=presets, seeds=seeds, grid=grid,
+                              cell_shape=cell_shape, space=space)
+    failed = []
     try:
-        for start in range(0, len(todo), units_per_batch):
-            chunk = todo[start:start + units_per_batch]
-            jobs = [j for u in chunk for j in jobs_of[u]]
-            results = []
-            for s in range(0, len(jobs), max(batch_size, 1)):
-                part = jobs[s:s + batch_size]
-                results += optimize(net, part, space, objective=objective, progress=bar.update)
-                bar.update(sum(j.max_iter for j in part) - sum(len(r.ii) for r in results[-len(part):]))
-            for i, u in enumerate(chunk):
-                _write_unit(outdir, layer, u, results[i * per_unit:(i + 1) * per_unit], presets, seeds, grid,
-                            cell_shape, space)
-                done.append(u)
-            bar.set_postfix_str(f"units {len(done)}/{len(todo)}")
+        if scheduler:
+            done, failed = _run_on_cluster(model, net.force_cpu, space, jobs_of, batches_of, scheduler, write,
+                                           progress, layer)
+        else:
+            done = _run_here(net, objective, space, per_unit, batches_of, write, progress, layer)
     except KeyboardInterrupt:
-        bar.close()
-        print(f"caffevis: interrupted; {len(done)} of {len(todo)} units written to {layer_dir(outdir, layer)} "
-              f"(run again to resume)", file=sys.stderr)
-        if write_whole_layer:
+        if write_whole_layer:  # it shows what is done
             write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets)
         raise
-    bar.close()
     whole = write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets) if write_whole_layer else None
-    return {"done": done, "skipped": skipped, "montages": [montage_path(outdir, layer, u) for u in units],
+    return {"done": done, "skipped": skipped, "failed": failed,
+            "montages": [montage_path(outdir, layer, u) for u in units],
             "whole_layer": whole, "grid": grid, "presets": list(presets)}
 
 
-def _write_unit(outdir, layer, unit, results, presets, seeds, grid, cell_shape, space):
+def _plan_batches(todo, jobs_of, per_unit, batch_size):
+    """{units of one chunk: their runs cut into batches}; a unit's runs share a batch when they fit."""
+    units_per_batch = max(1, batch_size // per_unit)
+    batches_of = {}
+    for start in range(0, len(todo), units_per_batch):
+        chunk = tuple(todo[start:start + units_per_batch])
+        jobs = [j for u in chunk for j in jobs_of[u]]
+        batches_of[chunk] = [jobs[s:s + batch_size] for s in range(0, len(jobs), max(batch_size, 1))]
+    return batches_of
+
+
+def _run_here(net, objective, space, per_unit, batches_of, write, progress, layer):
+    """The batches in this process, a unit's montage written as soon as its runs are done."""
+    from tqdm import tqdm
+
+    total = sum(j.max_iter for batches in batches_of.values() for b in batches for j in b)
+    bar = tqdm(total=total, unit="it", disable=not progress, file=sys.stderr, desc=f"regularized_opt {layer}")
+    done = []
+    try:
+        for chunk, batches in batches_of.items():
+            results = []
+            for part in batches:
+                results += optimize(net, part, space, objective=objective, progress=bar.update,
+                                    min_rows=BATCH_INVARIANT_ROWS)
+                bar.update(sum(j.max_iter for j in part) - sum(len(r.ii) for r in results[-len(part):]))
+            for i, u in enumerate(chunk):
+                write(u, results[i * per_unit:(i + 1) * per_unit])
+                done.append(u)
+            bar.set_postfix_str(f"units {len(done)}/{sum(map(len, batches_of))}")
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"caffevis: interrupted; {len(done)} units written (run again to resume)", file=sys.stderr)
+        raise
+    bar.close()
+    return done
+
+
+def _run_on_cluster(model, force_cpu, space, jobs_of, batches_of, scheduler, write, progress, layer):
+    """The batches on Dask; the client writes a unit's montage once all its runs are back."""
+    from tqdm import tqdm
+
+    from .cluster import dask_client
+    from .optimize_cluster import stream_batches
+
+    if not model:
+        raise SettingsError("a regularized_opt tree on Dask needs the model path for the workers")
+    got = {u: {} for chunk in batches_of for u in chunk}
+    done, failed = [], set()
+    bar = tqdm(total=len(got), unit="unit", disable=not progress, file=sys.stderr,
+               desc=f"regularized_opt {layer} ({scheduler})")
+    with dask_client(scheduler) as (client, threads), bar:
+        batches = [b for bs in batches_of.values() for b in bs]
+        for batch, results, _, error in stream_batches(client, model, batches, space, force_cpu, threads):
+            for i, p in enumerate(batch):
+                u = p.push_channel
+                got[u][jobs_of[u].index(p)] = results[i] if error is None else None
+                if error is not None and u not in failed:
+                    failed.add(u)
+                    print(f"caffevis: {layer} unit {u} failed: {type(error).__name__}: {error}", file=sys.stderr)
+                if len(got[u]) == len(jobs_of[u]):
+                    if u not in failed:
+                        write(u, [got[u][k] for k in range(len(jobs_of[u]))])
+                        done.append(u)
+                    bar.update(1)
+    return done, sorted(failed)
+
+
+def _write_unit(outdir, layer, unit, results, *, presets, seeds, grid, cell_shape, space):
     quadrants = []
     for qi in range(len(presets)):
         runs = results[qi * seeds:(qi + 1) * seeds]

@@ -47,3 +47,16 @@ def rel_err(got, ref):
 def tmp_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CAFFEVIS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_cache(tmp_path_factory):
+    """Conversions and gradient graphs go to a temporary cache, not model_zoo/cache in the checkout
+    (subprocesses inherit it); ``tmp_cache`` gives a test its own."""
+    previous = os.environ.get("CAFFEVIS_CACHE")
+    os.environ["CAFFEVIS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CAFFEVIS_CACHE", None)
+    else:
+        os.environ["CAFFEVIS_CACHE"] = previous

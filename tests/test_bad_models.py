@@ -84,7 +84,7 @@ GEOMETRY = [
     (_replace("shape: { dim: 64 dim: 1 dim: 28 dim: 28 }", "shape: { dim: 1 dim: 1 dim: 28 dim: 28 dim: 1 }"),
      "has 5 axes; expected 4"),
     (_replace("shape: { dim: 64 dim: 1 dim: 28 dim: 28 }", "shape: { dim: 1 dim: 0 dim: 28 dim: 28 }"),
-     "input 'data' has shape (1, 0, 28, 28)"),
+     "input 'data' has shape"),
 ]
 
 

@@ -211,15 +211,24 @@ def test_foreign_onnx_model_exposes_its_tensors():
     assert backward(net, x, Seed(net.blob_names[-1], np.ones_like(blobs[net.blob_names[-1]]))).shape == x.shape
 
 
-def test_one_provider_line_on_stderr(tmp_path):
+def test_provider_line_only_when_asked_or_a_gpu_goes_unused(tmp_path):
+    from caffevis.model.runtime import gpu_present
+
     d = shared_path("fixtures", "caffe", "lenet")
-    r = cli("forward", f"{d}/deploy.prototxt:{d}/weights.caffemodel", "--input", f"{d}/input.npy",
-            "-o", tmp_path / "b.npz")
+    model = f"{d}/deploy.prototxt:{d}/weights.caffemodel"
+    r = cli("forward", model, "--input", f"{d}/input.npy", "-o", tmp_path / "b.npz")
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    if not gpu_present():  # nothing to say on a GPU-less machine
+        assert lines == []
+    else:  # silent on CUDA; one warning when the GPU is there but CUDA failed
+        assert len(lines) <= 1 and all("a GPU is present" in l for l in lines)
+    r = cli("forward", model, "--input", f"{d}/input.npy", "-o", tmp_path / "b.npz", "--verbose")
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("caffevis: running on ") and "ExecutionProvider" in lines[0]
-    r = cli("forward", f"{d}/deploy.prototxt:{d}/weights.caffemodel", "--input", f"{d}/input.npy",
-            "-o", tmp_path / "b.npz", "--cpu")
+    r = cli("forward", model, "--input", f"{d}/input.npy", "-o", tmp_path / "b.npz", "--cpu", "--verbose")
     assert "CPUExecutionProvider: CPU forced" in r.stderr
+    r = cli("info", model)
+    assert r.returncode == 0 and "provider CPUExecutionProvider" in r.stdout or "provider CUDA" in r.stdout
 
 
 # -- bad inputs: one line, non-zero exit, no traceback --------------------------------

@@ -102,3 +102,54 @@ def test_tool_reports_a_bad_caffemodel_in_one_line(tmp_path):
     assert len(err) == 1 and "sha1 mismatch" in err[0] and MODELS["caffenet"].sha1 in err[0]
     assert "Traceback" not in proc.stderr
     assert sorted(os.listdir(tmp_path / "zoo")) == ["deploy.prototxt"]
+
+
+# -- SqueezeNet v1.0 (sha256 of the file at a pinned commit of its published repository) ----------
+def test_squeezenet_source_is_pinned_and_hashed():
+    src = MODELS["squeezenet"]
+    commit = "a47b6f13d30985279789d08053d37013d67d131b"
+    for url in (src.weights_url, src.prototxt_url):
+        assert url.startswith(f"https://raw.githubusercontent.com/forresti/SqueezeNet/{commit}/SqueezeNet_v1.0/")
+    assert re.fullmatch(r"[0-9a-f]{64}", src.sha256) and re.fullmatch(r"[0-9a-f]{64}", src.prototxt_sha256)
+    # what settings/squeezenet.yaml reads first
+    assert (src.name, src.weights_file, src.prototxt_file) == \
+        ("squeezenet_v1.0", "squeezenet_v1.0.caffemodel", "deploy.prototxt")
+
+
+def test_sha256_checked_download_converts_squeezenet(tmp_path):
+    import dataclasses
+
+    d = shared_path("models", "squeezenet_v1.0")
+    weights, proto = os.path.join(d, "squeezenet_v1.0.caffemodel"), os.path.join(d, "deploy.prototxt")
+    # ../shared's caffemodel is not the published file (Caffe rewrote it): its sha256 differs
+    assert fetch.sha256_of(weights) != MODELS["squeezenet"].sha256
+    src = dataclasses.replace(MODELS["squeezenet"], weights_url=weights, prototxt_url=proto,
+                              sha256=fetch.sha256_of(weights), prototxt_sha256=fetch.sha256_of(proto))
+    paths = fetch.fetch_model(src, dest_dir=str(tmp_path / "sq"), progress=False, log=lambda *_: None)
+    net = Net.from_onnx(paths["onnx"], force_cpu=True)
+    ref = fixture_arrays("squeezenet_v1.0", "blobs.npz")
+    out = net.forward(fixture_arrays("squeezenet_v1.0", "input.npy"))
+    assert rel_err(out["prob"], ref["prob"]) <= 1e-5
+    # present files are verified by their sha256 too
+    with open(paths["weights"], "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(FetchError, match="sha256 .* does not match"):
+        fetch.fetch_model(src, dest_dir=str(tmp_path / "sq"), convert=False, progress=False, log=lambda *_: None)
+
+
+def test_failed_fetch_leaves_no_empty_model_folder(tmp_path):
+    d = shared_path("models", "squeezenet_v1.0")
+    zoo = tmp_path / "zoo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "caffevis", "fetch", "squeezenet", "--quiet", "--dest", str(zoo / "squeezenet_v1.0"),
+         "--prototxt", os.path.join(d, "deploy.prototxt"), "--weights", os.path.join(d, "squeezenet_v1.0.caffemodel")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "sha256 mismatch" in err[0] and MODELS["squeezenet"].prototxt_sha256 in err[0]
+    assert not (zoo / "squeezenet_v1.0").exists()
+    # an unreachable source: no folder either
+    with pytest.raises(FetchError, match="download failed"):
+        fetch.fetch_model(MODELS["caffenet"], dest_dir=str(zoo / "c"), prototxt=str(tmp_path / "nothing"),
+                          progress=False, log=lambda *_: None)
+    assert not (zoo / "c").exists()

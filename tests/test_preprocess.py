@@ -45,6 +45,7 @@ def test_preprocess_reproduces_the_caffenet_fixture_inputs(case, files):
 
 
 def test_settings_pipeline_reproduces_the_squeezenet_fixture_and_its_top5():
+    shared_path("models", "squeezenet_v1.0")  # the weights (or `caffevis fetch squeezenet`)
     s = load_settings(os.path.join(SETTINGS, "squeezenet.yaml"))
     net = s.open_net()
     pre = Preprocessor.from_settings(s, net.input_shape)
@@ -58,6 +59,7 @@ def test_settings_pipeline_reproduces_the_squeezenet_fixture_and_its_top5():
 
 
 def test_squeezenet_top1_on_the_toolbox_images():
+    shared_path("models", "squeezenet_v1.0")  # the weights (or `caffevis fetch squeezenet`)
     # reference classes from ../shared/README.md (an independent implementation)
     expected = {
         "dvt_input_images/ILSVRC2012_val_00000610.jpg": "jaguar",
@@ -171,6 +173,7 @@ def test_grey_net_takes_colour_and_grey_images():
 
 
 def test_data_hw_must_fit_a_fixed_size_net():
+    shared_path("models", "squeezenet_v1.0")  # the weights (or `caffevis fetch squeezenet`)
     s = load_settings(os.path.join(SETTINGS, "squeezenet.yaml"), {"caffevis_data_hw": [224, 224]})
     with pytest.raises(SettingsError, match=r"caffevis_data_hw: \[224, 224\] does not match the net input \[227, 227\]"):
         s.check_net(s.open_net())

@@ -50,7 +50,7 @@ def test_missing_weights_load_but_opening_says_how_to_fetch(name, fetch_arg):
     key = "caffevis_deploy_prototxt" if not os.path.isfile(s.caffevis_deploy_prototxt) else "caffevis_network_weights"
     assert f"{key}: file not found" in msg
     assert f"{name}.yaml:" in msg  # names the settings file and line
-    assert f"python tools/fetch_caffenet.py {fetch_arg}" in msg
+    assert f"caffevis fetch {fetch_arg}" in msg
 
 
 def test_squeezenet_settings_open_the_real_net_and_its_names():
@@ -177,11 +177,11 @@ def test_unknown_key_names_file_line_and_the_closest_key(tmp_path):
 
 
 @pytest.mark.parametrize("text,key,expected", [
-    ("caffevis_raw_scale: abc\n", "caffevis_raw_scale", "positive number"),
+    ("caffevis_raw_scale: abc\n", "caffevis_raw_scale", "a number in [1e-06, 1e+06]"),
     ("static_file_stretch_mode: 'yes please'\n", "static_file_stretch_mode", "true or false"),
     ("window_background: [1, 2]\n", "window_background", "RGB colour"),
     ("caffe_net_channel_swap: [2, 2, 0]\n", "caffe_net_channel_swap", "permutation"),
-    ("caffevis_jpg_cache_size: 1000\n", "caffevis_jpg_cache_size", ">= 10485760"),
+    ("caffevis_jpg_cache_size: 1000\n", "caffevis_jpg_cache_size", "an integer in [10485760, "),
     ("help_face: Arial\n", "help_face", "OpenCV font name"),
     ("caffevis_filter_layers_regex: '(unclosed'\n", "caffevis_filter_layers_regex", "regular expression"),
     ("caffevis_pretty_name_replacements: [[pool]]\n", "caffevis_pretty_name_replacements", "[from, to]"),
@@ -200,7 +200,7 @@ def test_yaml_numbers_without_a_dot_are_accepted():
 
 
 def test_overrides_are_validated_too():
-    assert "override: caffevis_raw_scale: expected a positive number" in error_of(load_settings, None, {"caffevis_raw_scale": -1})
+    assert "override: caffevis_raw_scale: expected a number in [1e-06, 1e+06]" in error_of(load_settings, None, {"caffevis_raw_scale": -1})
     assert "unknown setting 'nope'" in error_of(load_settings, None, {"nope": 1})
 
 

@@ -150,11 +150,19 @@ def test_real_window_keys_click_and_screenshot(xvfb, tmp_path):
         assert (shot0[600:900, 0:300] == BG).all()  # back pane: off
 
         _xdotool(xvfb, "windowfocus", "--sync", wid)
-        _xdotool(xvfb, "key", "k", "n")
+        # One key at a time, each after the window showed the previous one's effect: OpenCV's Qt
+        # backend keeps one pending key between cv2.waitKeyEx calls, so keys that arrive while the
+        # UI thread is drawing replace each other (xdotool's "key k n", 12 ms apart, lost the k
+        # whenever a redraw took longer: then n turned the back pass on with the cursor still on
+        # the layer list, where the back pane stays off).
+        _xdotool(xvfb, "key", "k")  # cursor to conv1's units: the status line's hint goes away
+        after_k = _wait(lambda: (lambda w: w if not np.array_equal(w[900:930], shot0[900:930]) else None)(window()),
+                        60, "the status line after k")
+        _xdotool(xvfb, "key", "n")
         # back pane fills with the backprop image of conv1 unit 0
         shot1 = _wait(lambda: (lambda w: w if w[600:900, 0:300].std() > 3 else None)(window()), 60,
                       "the back pane after k n")
-        assert not np.array_equal(shot1[900:930], shot0[900:930])  # the status line changed
+        assert not np.array_equal(shot1[900:930], after_k[900:930])  # the status line says Back: bprop
 
         # click the middle of conv1's tile 7 (LeNet conv1: 20 units of 24x24), where the
         # settings' layers pane and aspect ratio put it

@@ -2,6 +2,7 @@
 """caffevis benchmarks, printed as times and ratios against a peer run in the same process.
 
     python tools/bench.py backward      # CaffeNet: ORT forward, gradient graphs, NumPy deconv, vs PyTorch CPU
+    python tools/bench.py optimize-dask # units/s of a layer on 1 and 2 local Dask workers
     python tools/bench.py onnx          # torchvision ResNet-18 / MobileNetV2 (ONNX import) vs PyTorch autograd
     python tools/bench.py all
 
@@ -279,7 +280,59 @@ def bench_onnx(args):
             row("backprop from one logit (gradient graph)", t, tp)
 
 
-SECTIONS = {"backward": bench_backward, "viewer": bench_viewer, "optimize": bench_optimize, "onnx": bench_onnx}
+def bench_optimize_dask(args):
+    """Whole-layer optimization on local Dask clusters of 1 and 2 worker processes, one thread
+    each (Dask and ONNX Runtime), vs the same batches in this process on one thread. The three
+    runs alternate ``--repeat`` times (medians), so a busy spell of the host falls on all."""
+    import tempfile
+    from contextlib import ExitStack
+
+    from dask.distributed import LocalCluster
+
+    from caffevis.cluster import model_for_workers
+    from caffevis.model.net import Net
+    from caffevis.optimize import InputSpace, optimize_units, preset_params
+    from caffevis.optimize_cluster import optimize_units_dask
+    from caffevis.settings import load_settings
+
+    settings = load_settings(os.path.join(REPO, "settings", "squeezenet.yaml"))
+    model = model_for_workers(settings)
+    net = Net.load(model, force_cpu=True, threads=1)
+    layer, n, iters, bs = "conv10", args.dask_units, args.opt_iters, args.dask_batch
+    space = InputSpace.from_settings(settings, net)
+    shape = tuple(net.blob_shapes[layer][1:])
+    params = [preset_params(3, push_layer=layer, push_channel=u, max_iter=iters) for u in range(n)]
+    print(f"optimize on Dask, SqueezeNet {layer}, preset 3, {n} units x {iters} iterations, batch {bs}, "
+          f"{os.cpu_count()} cores, CPU, median of {args.dask_repeat}")
+    times = {0: [], 1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        addresses = {w: stack.enter_context(LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+                                                         dashboard_address=None)).scheduler_address
+                     for w in (1, 2)}
+
+        def run(workers, todo, name, batch):
+            out = os.path.join(tmp, name, "opt")
+            if workers == 0:
+                return optimize_units(net, todo, space, out, batch_size=batch, progress=False)
+            return optimize_units_dask(model, todo, space, shape, addresses[workers], out, batch_size=batch,
+                                       progress=False, force_cpu=True, ort_threads=1)
+
+        for w in (0, 1, 2):  # sessions open on every worker before timing
+            run(w, [p.replace(max_iter=2) for p in params[:2 * max(w, 1)]], f"warm{w}", 1)
+        for r in range(args.dask_repeat):
+            for w in (0, 1, 2):
+                t = time.perf_counter()
+                run(w, params, f"r{r}w{w}", bs)
+                times[w].append(time.perf_counter() - t)
+    rates = {w: n / statistics.median(ts) for w, ts in times.items()}
+    print(f"  {'one process, no Dask (units/s)':<44s} {rates[0]:9.3f}")
+    for w in (1, 2):
+        print(f"  {f'{w} Dask worker process(es) (units/s)':<44s} {rates[w]:9.3f}  {rates[w] / rates[0]:5.2f}x one process")
+    print(f"  {'2 workers vs 1 worker':<44s} {rates[2] / rates[1]:9.2f}x")
+
+
+SECTIONS = {"backward": bench_backward, "viewer": bench_viewer, "optimize": bench_optimize,
+            "optimize-dask": bench_optimize_dask, "onnx": bench_onnx}
 
 
 def main():
@@ -290,6 +343,9 @@ def main():
     parser.add_argument("--frames", type=int, default=30, help="viewer frames per mode")
     parser.add_argument("--opt-iters", type=int, default=20, help="optimizer iterations timed per unit")
     parser.add_argument("--opt-units", type=int, default=8, help="optimizer units (one batch)")
+    parser.add_argument("--dask-units", type=int, default=8, help="optimize-dask: units of the layer")
+    parser.add_argument("--dask-batch", type=int, default=2, help="optimize-dask: units per batch")
+    parser.add_argument("--dask-repeat", type=int, default=3, help="optimize-dask: timed rounds")
     args = parser.parse_args()
     for name, fn in SECTIONS.items():
         if args.what in ("all", name):

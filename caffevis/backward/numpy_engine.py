@@ -99,16 +99,17 @@ def backward_numpy(net, data, blob, diff, mode="deconv", lrn="derivative", start
     if not blob_diffs:
         return result
     earliest[net.input_name] = result
+    return result, _per_blob(net, first, earliest, values)
+
+
+def _per_blob(net, first, earliest, values):
+    """Every blob the walk touched: its earliest version's diff, zeros where no signal arrived."""
     touched = {net.input_name}
     for p in net.layers[:first + 1]:
         touched.update(p.bottoms)
         touched.update(p.tops)
-    per_blob = {}
-    for name in net.blob_names:
-        if name in touched:
-            d = earliest.get(name)
-            per_blob[name] = np.zeros_like(values[name]) if d is None else d
-    return result, per_blob
+    return {name: np.zeros_like(values[name]) if earliest.get(name) is None else earliest[name]
+            for name in net.blob_names if name in touched}
 
 
 def _values_read(net, first, reads, writes, mode, lrn):

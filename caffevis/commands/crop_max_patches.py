@@ -17,8 +17,8 @@ def register(sub):
     p.add_argument("--layer", required=True, help="blob to crop (one of the file's blobs)")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
     p.add_argument("-N", "--N", dest="n", type=int, default=9, help="patches per unit (default 9)")
-    for flag, _ in DO_FLAGS:
-        p.add_argument(f"--do-{flag}", action="store_true")
+    for flag, kind in DO_FLAGS:
+        p.add_argument(f"--do-{flag}", action="store_true", help=f"write {kind}_NNN.png")
     p.add_argument("--do-info", action="store_true", help="write info.txt "
                                                          "(is_conv value image_idx label [y x] filename)")
     p.add_argument("--idx-begin", type=int, default=0, help="first unit (default 0)")

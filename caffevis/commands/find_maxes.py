@@ -28,8 +28,10 @@ def register(sub):
     p.add_argument("--checkpoint-every", type=int, default=20, metavar="K",
                    help="save the state every K batches (default 20; 0: only at the end)")
     p.add_argument("--decode-threads", type=int, default=2, help="threads decoding images (default 2)")
-    p.add_argument("--workers", type=int, help="run shards on a local Dask cluster of this many processes")
-    p.add_argument("--scheduler", help="run shards on the Dask cluster at this address (tcp://host:8786)")
+    p.add_argument("--workers", type=int, help="run shards on a local Dask cluster of this many processes "
+                                               "(the same as --scheduler local:K)")
+    p.add_argument("--scheduler", help="run shards on Dask: 'local:N' (N processes here) or the address of a "
+                                       "running scheduler (tcp://host:8786)")
     p.add_argument("--shards", type=int, help="number of shards for a Dask run (default: one per worker)")
     p.add_argument("--keep-shards", action="store_true", help="keep the Dask run's per-shard files")
     p.add_argument("--overwrite", action="store_true", help="start over even if -o holds an unfinished scan")
@@ -38,7 +40,7 @@ def register(sub):
     p.add_argument("--image-dims", help="H,W to resize images to before the centre crop (default 256,256 for "
                                         "a 227 net)")
     p.add_argument("--geometry", choices=("offline", "crop", "stretch"), default="offline",
-                   help="image geometry: resize to --image-dims then centre crop (default, as the original "
+                   help="image geometry: offline: resize to --image-dims then centre crop (default, as the original "
                         "find_max_acts), the viewer's centre square crop, or stretch")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     p.add_argument("--benchmark", type=int, metavar="BATCHES",
@@ -65,6 +67,7 @@ def _mean_override(text):
 
 def build_job(args):
     """The :class:`~caffevis.scan.ScanJob` and the opened net for parsed arguments."""
+    from ..cluster import model_for_workers
     from ..errors import InputError
     from ..scan import ScanJob, preprocess_from_settings, source_spec
     from ..settings import load_settings, model_overrides
@@ -79,8 +82,7 @@ def build_job(args):
     overrides["caffevis_data_mean"] = _mean_override(args.mean)
     overrides["caffevis_input_scale"] = args.input_scale
     settings = load_settings(args.settings, overrides)
-    kind, paths = settings.model_spec()
-    model = os.path.abspath(paths[0]) if kind == "onnx" else ":".join(os.path.abspath(p) for p in paths)
+    model = model_for_workers(settings)
     net = settings.open_net(force_cpu=True if args.cpu else None)
     if args.layers:
         blobs = [b.strip() for item in args.layers for b in item.split(",") if b.strip()]
@@ -107,6 +109,7 @@ def build_job(args):
 
 
 def run(args):
+    from ..errors import InputError
     from ..maxes import parse_shard
     from ..scan import benchmark, run_dask, run_scan
 
@@ -118,8 +121,13 @@ def run(args):
               f"{report['scan_ips']:.1f} img/s ({100 * report['ratio']:.1f} % of forward)")
         return 0
     if args.scheduler or args.workers:
-        result = run_dask(job, args.output, shards=args.shards, scheduler=args.scheduler,
-                          n_workers=args.workers or 2, checkpoint_every=args.checkpoint_every,
+        if args.scheduler and args.workers:
+            raise InputError("--workers K is short for --scheduler local:K; give one of them")
+        if args.workers is not None and args.workers < 1:
+            raise InputError(f"--workers {args.workers}: expected a positive integer")
+        scheduler = args.scheduler or f"local:{args.workers}"
+        result = run_dask(job, args.output, shards=args.shards, scheduler=scheduler,
+                          checkpoint_every=args.checkpoint_every,
                           decode_workers=args.decode_threads, force_cpu=args.cpu, keep_shards=args.keep_shards,
                           overwrite=args.overwrite)
     else:

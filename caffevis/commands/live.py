@@ -3,15 +3,17 @@ import argparse
 
 
 def _override(text):
-    import yaml
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE (VALUE in YAML)")
-    from ..settings import NULL
+    return key.strip(), value  # parsed in run(), where a bad value is a one-line SettingsError
 
-    parsed = yaml.safe_load(value)
-    return key.strip(), NULL if parsed is None else parsed  # "null" clears the key
+
+def _parsed_overrides(pairs):
+    from ..settings import NULL, parse_value
+
+    parsed = {key: parse_value(value, f"--set {key}") for key, value in pairs}
+    return {key: NULL if value is None else value for key, value in parsed.items()}  # "null" clears the key
 
 
 def register(sub):
@@ -73,7 +75,7 @@ def run(args):
     # another model without a settings file: the default file's model-specific keys do not apply
     overrides = dict(MODEL_NEUTRAL) if args.model and not args.settings else {}
     overrides.update(preset_overrides(args.preset) if args.preset else {})
-    overrides.update(args.overrides)
+    overrides.update(_parsed_overrides(args.overrides))
     if args.model:
         overrides.update(model_overrides(args.model))
     if args.labels:

@@ -34,6 +34,8 @@ def register(sub):
     p.add_argument("--opt-max-iter", type=int, help="--regularized: iterations per run (default: the presets')")
     p.add_argument("--opt-seeds", type=int, default=9, help="--regularized: runs per preset (default 9: a 3x3 "
                                                              "quadrant)")
+    p.add_argument("--scheduler", help="--regularized: run the optimizer's batches on Dask, 'local:N' (N processes "
+                                       "here) or a running scheduler 'tcp://HOST:PORT'")
     add_rerun_args(p)
     p.set_defaults(func=run)
 
@@ -75,7 +77,7 @@ def run(args):
         if args.regularized:
             count += _regularized(args, _settings_for(args, result), layer, units)
     print(f"wrote {count} montages under {os.path.join(args.outdir, '')}", file=sys.stderr)
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 def _layer_args(args):
@@ -110,7 +112,7 @@ def _regularized_only(args):
                              f"(blobs: {', '.join(net.blob_names[1:])})")
         count += _regularized(args, settings, layer, _units(args, layer, net.blob_shapes[layer][1]), net=net)
     print(f"wrote {count} montages under {os.path.join(args.outdir, '')}", file=sys.stderr)
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 def _settings_for(args, result):
@@ -139,6 +141,16 @@ def _regularized(args, settings, layer, units, net=None):
     net = net or settings.open_net(force_cpu=True if args.cpu else None)
     space = InputSpace.from_settings(settings, net)
     params = {"max_iter": args.opt_max_iter} if args.opt_max_iter else settings
+    model = None
+    if args.scheduler:
+        from ..cluster import model_for_workers, parse_scheduler
+
+        parse_scheduler(args.scheduler)
+        model = model_for_workers(settings)
     done = make_regularized_opt_tree(net, params, layer, list(units), args.outdir, space=space,
-                                     seeds=args.opt_seeds)
+                                     seeds=args.opt_seeds, scheduler=args.scheduler, model=model)
+    if done["failed"]:
+        print(f"caffevis make-unit-vis: {layer}: {len(done['failed'])} unit(s) failed and have no montage "
+              f"(rerun to retry them)", file=sys.stderr)
+        args.exit_code = 1
     return len(done.get("montages", []))

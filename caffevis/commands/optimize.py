@@ -39,13 +39,15 @@ def register(sub):
     m.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
     m.add_argument("--caffe-root", help="accepted so that the original's command lines run; ignored (no Caffe needed)")
 
-    o = p.add_argument_group("what to optimize and how")
+    o = p.add_argument_group("what to optimize and how (unset flags take the --preset's values)")
     o.add_argument("--preset", type=int, choices=(0, 1, 2, 3, 4), default=3,
                    help="paper Table 1 hyperparameter set (default 3); 0: the original CLI's bare defaults")
     o.add_argument("--start-at", choices=START_AT, help="x0: mean_plus_rand (default), randu or mean")
     o.add_argument("--rand-seed", type=int, help="seed for x0 (default 0)")
-    o.add_argument("--push-layer", help="blob of the unit (default fc8)")
-    o.add_argument("--push-channel", type=int, help="channel or FC index (default 130)")
+    o.add_argument("--push-layer", help="blob of the unit (default: the settings' last caffevis_label_layers "
+                                        "blob before the softmax, e.g. ip2 for LeNet, fc8 for CaffeNet)")
+    o.add_argument("--push-channel", type=int, help="channel or FC index (default 130; 0 when the push layer "
+                                                    "has fewer channels)")
     o.add_argument("--units", help="many channels of --push-layer in batches: 'all', '0-9', '3,7,12-15'; "
                                    "resumable (finished units are skipped unless --brave)")
     o.add_argument("--push-spatial", help="'(row,col)' in a conv blob; None (default): the spatial centre")
@@ -62,6 +64,8 @@ def register(sub):
     o.add_argument("--lr-params", help="mapping, e.g. '{\"lr\": 100}' or '{max_lr: 100, desired_prog: 2}'")
     o.add_argument("--max-iter", type=int, help="iterations")
     o.add_argument("--batch-size", type=int, default=8, help="runs per ONNX Runtime batch with --units (default 8)")
+    o.add_argument("--scheduler", help="with --units: run the batches on Dask, 'local:N' (N processes here) or "
+                                       "a running scheduler 'tcp://HOST:PORT' (workers see the model's paths)")
 
     w = p.add_argument_group("output")
     w.add_argument("--output-prefix", default="optimize_results/opt", help="path and filename prefix")
@@ -98,10 +102,10 @@ def parse_lr_params(text):
 
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):  # the last two: nesting too deep
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = None
     if not isinstance(value, dict):
         raise SettingsError(f"--lr-params: expected a mapping such as '{{\"lr\": 100}}', got '{text}'")
@@ -136,25 +140,29 @@ def parse_mean(text):
 
 
 def parse_units(text, n_channels):
+    """Channels from 'all', 'A-B' or a list like '3,7,12-15' (in order, each once).
+
+    Every number is checked against the layer's ``n_channels`` before a range is expanded,
+    so a huge range is a one-line error, never a huge list.
+    """
     if text.strip() == "all":
         return list(range(n_channels))
-    units = []
+    ranges = []
     for part in text.split(","):
         part = part.strip()
         try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                units += list(range(a, b + 1))
-            else:
-                units.append(int(part))
+            a, sep, b = part.partition("-")
+            a = int(a)
+            b = int(b) if sep else a
         except ValueError:
             raise SettingsError(f"--units: expected 'all' or a list like '0-9,12', got '{text}'") from None
-    if not units:
-        raise SettingsError(f"--units: '{text}' names no unit")
-    bad = [u for u in units if not 0 <= u < n_channels]
-    if bad:
-        raise InputError(f"--units: {bad[0]} is out of range (the layer has {n_channels} channels)")
-    return units
+        for v in (a, b):
+            if not 0 <= v < n_channels:
+                raise InputError(f"--units: {v} is out of range (the layer has {n_channels} channels)")
+        if b < a:
+            raise SettingsError(f"--units: range '{part}' names no unit (expected A-B with A <= B)")
+        ranges.append((a, b))
+    return list(dict.fromkeys(u for a, b in ranges for u in range(a, b + 1)))
 
 
 def param_overrides(args):
@@ -191,6 +199,9 @@ def open_model(args):
         if not (args.deploy_proto and args.net_weights):
             raise SettingsError("--deploy-proto and --net-weights go together")
         overrides.update(caffevis_deploy_prototxt=args.deploy_proto, caffevis_network_weights=args.net_weights)
+    if not (args.settings or args.model or args.deploy_proto or args.net_weights):
+        raise InputError("no model given: use --settings S.yaml (e.g. settings/lenet.yaml), MODEL (m.onnx or "
+                         "deploy.prototxt:w.caffemodel), or --deploy-proto with --net-weights")
     mean_given = args.mean is not None
     mean = parse_mean(args.mean) if mean_given else None
     if mean is not None:
@@ -221,8 +232,9 @@ def run(args):
                             push_unit_for, result_prefix, save_result)
 
     overrides = param_overrides(args)
-    base = preset_params(args.preset or None, **overrides)
     net, space, settings = open_model(args)
+    overrides.update(default_push_unit(args, settings, net, preset_params(args.preset or None, **overrides)))
+    base = preset_params(args.preset or None, **overrides)
     if args.batch_size < 1:
         raise SettingsError("--batch-size: expected an integer >= 1")
     # the parsed arguments, not sys.argv: main(argv) may be called from Python with other argv
@@ -242,12 +254,16 @@ def run(args):
             if not args.quiet:
                 tqdm.write(_line(result, prefix, labels), file=sys.stderr)
 
+        if args.scheduler:
+            return _run_on_cluster(args, settings, net, params, space, objective_shape[1:], extra, said)
         report = optimize_units(net, params, space, args.output_prefix, args.output_template,
                                 batch_size=args.batch_size, brave=args.brave, skipbig=args.skipbig,
                                 progress=not args.quiet, extra=extra, on_result=said)
         skipped = sum(1 for r in report if r[2] == "skipped")
         print(f"{len(report) - skipped} runs written, {skipped} already done (skipped)")
         return 0
+    if args.scheduler:
+        raise SettingsError("--scheduler runs many units: give --units too")
 
     objective = UnitObjective(net, base.push_layer)
     unit = push_unit_for(base, objective.blob_shape)
@@ -264,6 +280,48 @@ def run(args):
     save_result(result, space, prefix, brave=args.brave, skipbig=args.skipbig, extra=extra)
     print(_line(result, prefix, labels))
     return 0
+
+
+def _run_on_cluster(args, settings, net, params, space, blob_shape, extra, said):
+    """--units with --scheduler: the batches on Dask; exit 1 if some unit failed."""
+    from ..cluster import model_for_workers, parse_scheduler
+    from ..optimize_cluster import optimize_units_dask
+
+    parse_scheduler(args.scheduler)
+    model = model_for_workers(settings)
+
+    def failed(params, error):
+        print(f"caffevis optimize: {params.push_layer} unit {params.push_channel} (rand_seed {params.rand_seed}) "
+              f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+
+    report = optimize_units_dask(model, params, space, blob_shape, args.scheduler, args.output_prefix,
+                                 args.output_template, batch_size=args.batch_size, brave=args.brave,
+                                 skipbig=args.skipbig, progress=not args.quiet, extra=extra, on_result=said,
+                                 on_error=failed, force_cpu=net.force_cpu)
+    counts = {status: sum(1 for r in report if r[2] == status) for status in ("done", "skipped", "failed")}
+    print(f"{counts['done']} runs written, {counts['skipped']} already done (skipped), {counts['failed']} failed")
+    return 1 if counts["failed"] else 0
+
+
+def default_push_unit(args, settings, net, params):
+    """``push_layer`` / ``push_channel`` for the flags left out: the settings' last label blob before
+    the softmax (ip2, fc8, ...), and the preset's channel when that blob has it, else 0."""
+    chosen = {}
+    layer = args.push_layer
+    if layer is None:
+        candidates = [b for b in settings.caffevis_label_layers or ()
+                      if b != settings.caffevis_prob_layer and b in net.blob_shapes]
+        if not candidates and params.push_layer in net.blob_shapes:
+            candidates = [params.push_layer]  # no label layers named: the preset's (fc8) when the net has it
+        if not candidates:
+            raise InputError(f"--push-layer: not given, and {settings.source or 'the settings'} name no "
+                             f"caffevis_label_layers blob of this net; give --push-layer BLOB "
+                             f"(blobs: {', '.join(net.blob_names[1:])})")
+        layer = chosen["push_layer"] = candidates[-1]
+    shape = net.blob_shapes.get(layer)
+    if args.push_channel is None and shape is not None and params.push_channel >= shape[1]:
+        chosen["push_channel"] = 0
+    return chosen
 
 
 def _line(result, prefix, labels):

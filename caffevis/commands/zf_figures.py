@@ -1,4 +1,4 @@
-"""caffevis zf-figures --digit 0 --digit 8 [--model M] -o DIR"""
+"""caffevis zf-figures --digit 0 --digit 8 [--model M] [-o DIR]"""
 import os
 
 from ..paths import REPO_ROOT
@@ -17,7 +17,7 @@ def register(sub):
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel "
                         "(default: the trained LeNet in model_zoo/lenet)")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", default="zf_figures", help="output folder (default: ./zf_figures)")
     p.add_argument("--suffix", default="", help="appended to the file names, e.g. _caffe")
     p.add_argument("--top", type=int, default=9, help="strongest units projected per layer (default: %(default)s)")
     p.add_argument("--lrn", choices=("identity", "derivative"), default="identity",

@@ -1,42 +1,66 @@
 """ONNX Runtime sessions: the one factory every session of caffevis comes from.
 
-:class:`Runtime` holds the choices every session shares (CUDA when it works, else CPU,
-said in one line; intra-op threads; no spin-waiting; where converted models and gradient
-graphs are cached). :meth:`Runtime.session` makes a :class:`Session` whose errors, at
-creation or run, are one :class:`~caffevis.errors.ModelError` line naming the model and,
-where ORT says it, the node (named after the Caffe layer).
+:class:`Runtime` holds the choices every session shares (CUDA when it works, else CPU;
+intra-op threads; no spin-waiting; where converted models and gradient graphs are cached).
+:meth:`Runtime.session` makes a :class:`Session` whose errors, at creation or run, are one
+:class:`~caffevis.errors.ModelError` line naming the model and, where ORT says it, the node
+(named after the Caffe layer).
+
+Which provider runs, and why, is logged on the ``caffevis.runtime`` logger: at INFO level
+(shown by ``--verbose`` and by ``caffevis info``) normally, as a WARNING only when a GPU is
+present but the CUDA provider cannot use it, the one case where the CPU fallback is news.
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
+import logging
 import os
 import re
-import sys
 
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from ..errors import ModelError
 
+log = logging.getLogger("caffevis.runtime")
 _announced = set()
 # ORT's exception types (Fail, InvalidArgument, InvalidGraph, RuntimeException, ...)
 ORT_ERRORS = tuple(v for v in vars(_ort_state).values() if isinstance(v, type) and issubclass(v, Exception)) \
     + (RuntimeError,)
 
 
-def _say(msg):
+def _say(msg, warn=False):
     if msg not in _announced:
         _announced.add(msg)
-        print(f"caffevis: {msg}", file=sys.stderr)
+        (log.warning if warn else log.info)(msg)
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU is visible to this process (its device nodes or the driver's GPU list)."""
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return True
+    gpus = "/proc/driver/nvidia/gpus"
+    return os.path.isdir(gpus) and bool(os.listdir(gpus))
 
 
 def choose_providers(force_cpu: bool = False):
     """Providers to try in order, and why. ``CAFFEVIS_FORCE_CPU=1`` also forces CPU."""
     if force_cpu or os.environ.get("CAFFEVIS_FORCE_CPU", "") not in ("", "0"):
         return ["CPUExecutionProvider"], "CPU forced by settings/flag"
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"], None
-    return ["CPUExecutionProvider"], "CUDA provider not in this onnxruntime build"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return ["CPUExecutionProvider"], "CUDA provider not in this onnxruntime build"
+    if not gpu_present():
+        return ["CPUExecutionProvider"], "no GPU on this machine"
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"], None
+
+
+def provider_report(force_cpu: bool = False) -> str:
+    """One line for ``caffevis info``: the provider sessions will use and why."""
+    providers, why = choose_providers(force_cpu)
+    if providers[0] == "CUDAExecutionProvider":
+        return "CUDAExecutionProvider (GPU present; CPU for what CUDA cannot run)"
+    return f"CPUExecutionProvider ({why})"
 
 
 def describe_ort_error(what: str, err: Exception) -> str:
@@ -115,8 +139,8 @@ def _options(threads, profile_prefix=None):
 
 def make_session(model_bytes, force_cpu: bool = False, threads: int = 0, name: str = "model",
                  profile_prefix: str | None = None) -> ort.InferenceSession:
-    """Create an ORT session preferring CUDA; fall back to CPU with ONE clear line. Use
-    :meth:`Runtime.session` (which wraps run errors too) rather than this."""
+    """Create an ORT session preferring CUDA; fall back to CPU, saying so (see the module doc).
+    Use :meth:`Runtime.session` (which wraps run errors too) rather than this."""
     opts = _options(threads, profile_prefix)
     providers, why = choose_providers(force_cpu)
     if providers[0] == "CUDAExecutionProvider":
@@ -132,12 +156,13 @@ def make_session(model_bytes, force_cpu: bool = False, threads: int = 0, name: s
             if sess.get_providers()[0] == "CUDAExecutionProvider":
                 _say("running on CUDAExecutionProvider (GPU)")
                 return sess
-            why = "CUDA provider unavailable (no GPU or CUDA libraries not found)"
-            _say(f"running on CPUExecutionProvider: {why}")
+            _say("running on CPUExecutionProvider: a GPU is present but the CUDA provider did not start "
+                 "(CUDA or cuDNN libraries not found?)", warn=True)
             return sess  # ORT already fell back to CPU inside this session
+        _say(f"running on CPUExecutionProvider: a GPU is present but the {why}", warn=True)
+    else:
+        _say(f"running on CPUExecutionProvider: {why}")
     try:
-        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     except ORT_ERRORS as err:
         raise ModelError(describe_ort_error(name, err)) from None
-    _say(f"running on CPUExecutionProvider: {why}")
-    return sess

@@ -242,6 +242,12 @@ class LiveViewer:
         if self.jpg is not None:
             self.jpg.stop()
 
+    def check_workers(self):
+        """End the run (InputError) when a worker thread died: its work would never come."""
+        for worker in (self.fetcher, self.worker, self.jpg):
+            if worker is not None:
+                worker.check_running()
+
     def idle(self):
         """No frame waiting, no compute running or needed, no jpg load pending."""
         with self.lock:
@@ -254,6 +260,7 @@ class LiveViewer:
         """Block until :meth:`idle` (the headless driver's "wait for compute to finish")."""
         end = time.time() + timeout
         while not self.idle():
+            self.check_workers()
             if time.time() > end:
                 raise InputError(f"viewer: compute did not finish within {timeout:.0f} s")
             self.heartbeat()
@@ -271,6 +278,7 @@ class LiveViewer:
         try:
             while not self.quit:
                 self.heartbeat()
+                self.check_workers()
                 code = cv2.waitKeyEx(max(1, int(cfg.main_loop_sleep_ms)))
                 if code != -1 and self.handle_key(code) is not None:
                     since_keypress = 0

@@ -16,6 +16,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
+from ..images import read_bgr_or_none
 from ..paths import blob_file_name
 from . import tiles as T
 from .worker import HeartbeatWorker
@@ -83,9 +84,7 @@ def load_unit_stack(root, layer, unit, pane_hw, stack_vert=True):
     part_hw = (ph // 3, pw) if stack_vert else (ph, pw // 3)
     parts = []
     for k, path in enumerate(unit_paths(root, layer, unit)):
-        if not os.path.isfile(path):
-            continue
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        img = read_bgr_or_none(path)
         if img is None:
             continue
         if k == 0:
@@ -103,7 +102,7 @@ def load_unit_stack(root, layer, unit, pane_hw, stack_vert=True):
 def load_pattern_sprites(root, layer, n_units):
     """Sprites (n, h, w, 3) BGR of ``whole_layer.jpg``, or NOT_FOUND when missing or malformed."""
     path = whole_layer_path(root, layer)
-    img = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+    img = read_bgr_or_none(path)
     if img is None:
         return NOT_FOUND
     try:

@@ -17,6 +17,7 @@ from google.protobuf import text_format
 
 from ...errors import ModelError
 from ...io import sha1_of
+from ...limits import MAX_NESTING, brace_depth, element_count
 from . import schema
 
 # V1 enum name -> V2 type string.
@@ -75,9 +76,14 @@ def read_prototxt(path: str, text: str | None = None):
         _check_file(path, "prototxt")
         with open(path, "r", encoding="utf-8", errors="replace") as f:
             text = f.read()
+    depth = brace_depth(text)
+    if depth > MAX_NESTING:
+        raise ModelError(f"{path}: blocks nested {depth} deep; at most {MAX_NESTING} levels are accepted")
     net = schema.NetParameter()
     try:
         text_format.Parse(text, net, allow_unknown_field=True)
+    except RecursionError:  # nesting the depth count above did not see (e.g. inside odd quoting)
+        raise ModelError(f"{path}: blocks nested too deep to parse") from None
     except text_format.ParseError as err:
         # printable and short: a binary file given as a prototxt must not flood the terminal
         msg = "".join(c if c.isprintable() else "?" for c in str(err).replace("\n", " "))[:200]
@@ -113,7 +119,7 @@ def read_caffemodel(path: str):
     net = schema.NetParameter()
     try:
         net.ParseFromString(data)
-    except (pb_message.DecodeError, RuntimeError, ValueError) as err:
+    except (pb_message.DecodeError, RuntimeError, ValueError) as err:  # RecursionError is a RuntimeError
         raise ModelError(f"{path}: not a valid caffemodel (truncated or corrupt: {err})") from None
     if not len(net.layer) and not len(net.layers):
         raise ModelError(f"{path}: not a valid caffemodel (no layers found)")
@@ -121,16 +127,23 @@ def read_caffemodel(path: str):
 
 
 def blob_to_array(blob) -> np.ndarray:
-    """Convert a ``BlobProto`` to a float32 array using ``shape`` or the legacy 4-D fields."""
+    """Convert a ``BlobProto`` to a float32 array using ``shape`` or the legacy 4-D fields.
+
+    The shape is checked before use: no negative dimension, and the element count (computed
+    with Python ints, so it cannot wrap around) must equal the number of stored values.
+    """
     if blob.HasField("shape"):
         shape = tuple(int(d) for d in blob.shape.dim)
     else:
         shape = (blob.num, blob.channels, blob.height, blob.width)
+    try:
+        count = element_count(shape, "blob")
+    except ValueError as err:
+        raise ModelError(str(err)) from None
     values = blob.double_data if len(blob.double_data) else blob.data
-    arr = np.asarray(values, dtype=np.float32)
-    if arr.size != int(np.prod(shape)):
-        raise ModelError(f"blob holds {arr.size} values but its shape {shape} needs {int(np.prod(shape))}")
-    return arr.reshape(shape)
+    if len(values) != count:
+        raise ModelError(f"blob holds {len(values)} values but its shape {list(shape)} needs {count}")
+    return np.asarray(values, dtype=np.float32).reshape(shape)
 
 
 def _meets_rule(rule, phase=1, level=0, stages=()):
@@ -176,6 +189,18 @@ def layer_params(net):
     return list(net.layer) if len(net.layer) else [_upgrade_v1(l) for l in net.layers]
 
 
+def _input_shape(dims, path, name):
+    """An input's shape, each dimension a positive integer of sane size."""
+    shape = tuple(int(d) for d in dims)
+    if any(d < 1 for d in shape):
+        raise ModelError(f"{path}: input '{name}' has shape {list(shape)}; expected positive dimensions")
+    try:
+        element_count(shape, f"input '{name}'")
+    except ValueError as err:
+        raise ModelError(f"{path}: {err}") from None
+    return shape
+
+
 def _net_inputs(net, path):
     inputs = {}
     names = list(net.input)
@@ -189,7 +214,7 @@ def _net_inputs(net, path):
             shapes = [tuple(dims[4 * i:4 * i + 4]) for i in range(len(names))]
         if len(shapes) != len(names):
             raise ModelError(f"{path}: {len(names)} 'input' names but {len(shapes)} shapes")
-        inputs.update(zip(names, shapes))
+        inputs.update((n, _input_shape(s, path, n)) for n, s in zip(names, shapes))
     return inputs
 
 
@@ -208,7 +233,7 @@ def load_caffe(prototxt: str, weights: str | None = None, text: str | None = Non
                 shapes = shapes * len(lp.top)
             if len(shapes) != len(lp.top):
                 raise ModelError(f"{prototxt}: layer '{lp.name}' (Input) has {len(lp.top)} tops but {len(shapes)} shapes")
-            inputs.update(zip(lp.top, shapes))
+            inputs.update((t, _input_shape(s, prototxt, t)) for t, s in zip(lp.top, shapes))
             continue
         layers.append(Layer(lp.name, lp.type, list(lp.bottom), list(lp.top), lp))
     if not inputs:
@@ -225,6 +250,7 @@ def attach_weights(cnet: CaffeNet, weights: str) -> None:
     """Copy blobs from a caffemodel into the layers of the same name (as Caffe does)."""
     model = read_caffemodel(weights)
     by_name = {lp.name: lp for lp in layer_params(model)}
+    not_finite = []
     for layer in cnet.layers:
         src = by_name.get(layer.name)
         if src is None or not len(src.blobs):
@@ -234,5 +260,11 @@ def attach_weights(cnet: CaffeNet, weights: str) -> None:
             layer.legacy_blobs = [not b.HasField("shape") for b in src.blobs]
         except ModelError as err:
             raise ModelError(f"{weights}: layer '{layer.name}': {err}") from None
+        not_finite += [f"{layer.name}[{i}]" for i, b in enumerate(layer.blobs) if not np.isfinite(b).all()]
+    if not_finite:  # loads (Caffe would too) but every output downstream is NaN
+        import sys
+
+        print(f"caffevis: warning: {weights}: NaN or infinite weights in blob {', '.join(not_finite)}",
+              file=sys.stderr)
     cnet.source["weights"] = os.path.abspath(weights)
     cnet.source["weights_sha1"] = sha1_of(weights)
