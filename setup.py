@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["caffevis", "caffevis.*"]),
     # the 1000 ILSVRC 2012 class names and onnxruntime's CUDA kernel table (caffevis/data/)
-    package_data={"caffevis": ["data/*.txt", "data/*.json"]},
+    package_data={"caffevis": ["data/*.txt", "data/*.json"], "caffevis.viewer.web": ["page.html"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.23",
@@ -23,9 +23,12 @@ setup(
         "protobuf>=4.21",
         "tqdm>=4.64",
         "dask[distributed]>=2023.1",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
+        "websockets>=12",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
         # PyTorch peers and fixture export (tools/bench.py, tools/export_torchvision.py);
         # torch is never a runtime dependency
         "bench": ["torch==2.13.0", "torchvision==0.28.0", "captum==0.9.0"],

@@ -12,3 +12,13 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
 # before any pixel is decoded: a small PNG declaring 20000 x 20000 would take 30 s and
 # 6 GB); read at OpenCV's first decode.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+
+
+def serve(settings=None, model=None, host="127.0.0.1", port=8600, token=None, **kwargs):
+    """The viewer in a web browser, served in the background; returns its URL (an IFrame in Jupyter).
+
+    See :func:`caffevis.viewer.web.serve`.
+    """
+    from .viewer.web import serve as _serve
+
+    return _serve(settings, model, host, port, token, **kwargs)

@@ -39,17 +39,27 @@ def read_image(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(f"{path}: image file not found")
     # imdecode from bytes: cv2.imread cannot open non-ASCII paths on every platform
-    data = np.fromfile(path, dtype=np.uint8)
+    return decode_image(np.fromfile(path, dtype=np.uint8), path)
+
+
+def decode_image(data, what: str) -> np.ndarray:
+    """Decode an encoded image (bytes or a uint8 array) as :func:`read_image` does.
+
+    ``what`` names the image in the error raised when OpenCV cannot decode it.
+    """
+    import cv2
+
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error as err:  # OpenCV's pixel limit, checked on the header before decoding
         if "MAX_IMAGE_PIXELS" in str(err):
             limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS)
-            raise InputError(f"{path}: image declares more than {limit} pixels (the limit: "
+            raise InputError(f"{what}: image declares more than {limit} pixels (the limit: "
                              f"OPENCV_IO_MAX_IMAGE_PIXELS); not decoded") from None
-        raise InputError(f"{path}: not a readable image (OpenCV could not decode it)") from None
+        raise InputError(f"{what}: not a readable image (OpenCV could not decode it)") from None
     if image is None:
-        raise InputError(f"{path}: not a readable image (OpenCV could not decode it)")
+        raise InputError(f"{what}: not a readable image (OpenCV could not decode it)")
     return image[:, :, ::-1].astype(np.float32)
 
 

@@ -7,6 +7,7 @@ missing outside CI.
 import ctypes
 import ctypes.util
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -76,13 +77,6 @@ class Screen:
         self.x11.XCloseDisplay(self.display)
 
 
-def _free_display():
-    for n in range(91, 140):
-        if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            return f":{n}"
-    pytest.skip("no free X display number")
-
-
 def _wait(pred, timeout, what):
     end = time.time() + timeout
     while time.time() < end:
@@ -95,15 +89,30 @@ def _wait(pred, timeout, what):
 
 @pytest.fixture
 def xvfb():
+    """A private Xvfb. It picks its own free display number (-displayfd) and reports it when ready:
+    a number chosen here from the absent lock files could be taken by another test run in the
+    meantime, and this test would then search and screenshot that run's window."""
     _need("Xvfb")
     _need("xdotool")
-    display = _free_display()
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{SCREEN[1]}x{SCREEN[0]}x24", "-nolisten", "tcp"],
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[1]}x{SCREEN[0]}x24",
+                             "-nolisten", "tcp"], pass_fds=(write_fd,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
     try:
-        _wait(lambda: os.path.exists(f"/tmp/.X11-unix/X{display[1:]}"), 20, "Xvfb to start")
-        yield display
+        number = b""
+        end = time.time() + 20
+        while not number.endswith(b"\n") and time.time() < end:
+            if select.select([read_fd], [], [], 0.5)[0]:
+                chunk = os.read(read_fd, 16)
+                if not chunk:
+                    break
+                number += chunk
+        if not number.strip().isdigit():
+            raise AssertionError(f"Xvfb did not report a display (exit code {proc.poll()})")
+        yield f":{int(number)}"
     finally:
+        os.close(read_fd)
         proc.terminate()
         proc.wait(10)
 
@@ -125,7 +134,9 @@ def test_real_window_keys_click_and_screenshot(xvfb, tmp_path):
                             "--save-frames", str(frames)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     screen = None
     try:
-        wid = _xdotool(xvfb, "search", "--sync", "--name", "caffevis live", timeout=90).splitlines()[0]
+        # this run's window (by its process id), whatever else the display shows
+        wid = _xdotool(xvfb, "search", "--sync", "--all", "--pid", str(app.pid), "--name", "caffevis live",
+                       timeout=90).splitlines()[0]
         def geometry():
             g = dict(line.split("=") for line in _xdotool(xvfb, "getwindowgeometry", "--shell", wid).splitlines())
             return g if (int(g["WIDTH"]), int(g["HEIGHT"])) == (1500, 930) else None

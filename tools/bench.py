@@ -3,6 +3,7 @@
 
     python tools/bench.py backward      # CaffeNet: ORT forward, gradient graphs, NumPy deconv, vs PyTorch CPU
     python tools/bench.py optimize-dask # units/s of a layer on 1 and 2 local Dask workers
+    python tools/bench.py serve         # the web viewer in headless chromium: frames/s and key latency
     python tools/bench.py onnx          # torchvision ResNet-18 / MobileNetV2 (ONNX import) vs PyTorch autograd
     python tools/bench.py all
 
@@ -177,6 +178,41 @@ def bench_viewer(args):
     print("\n".join("  " + line for line in format_results(results).splitlines()))
 
 
+def bench_serve(args):
+    import tempfile
+
+    from caffevis.settings import load_settings
+    from caffevis.viewer.web import WebViewer
+    from caffevis.viewer.web.bench import measure_serve, write_noise_video
+
+    from caffevis.viewer.bench import measure_fps
+    from caffevis.viewer.launch import build_viewer
+
+    net = caffenet()
+    settings = load_settings(os.path.join(REPO, "settings", "caffenet.yaml"))
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_noise_video(os.path.join(tmp, "noise.avi"))
+        # the peer: the same viewer's per-frame work without server or browser, just before
+        peer = measure_fps(build_viewer(settings, video=video, headless=True, net=net), modes=("off", "grad"),
+                           frames=10, layer="conv5")
+        server = WebViewer(settings, port=0, video=video, net=net).start()
+        try:
+            r = measure_serve(server.url(), layer="conv5", seconds=args.serve_seconds, tabs=4)
+        finally:
+            server.stop()
+    print(f"serve, CaffeNet (random weights), {net.provider}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; headless chromium on the same machine; video input (a forward per frame), "
+          f"conv5 selected")
+    for key, mode, label, target in (("fps_forward", "off", "forward + render", 20),
+                                     ("fps_backprop", "grad", "live backprop", 10)):
+        print(f"  {'frames/s drawn by one tab, ' + label:<48s} {r[key]:6.1f}  (target >= {target}; "
+              f"{r[key] / peer[mode]['fps']:4.2f}x the headless viewer's {peer[mode]['fps']:.1f})")
+    for key, label in (("latency_idle", "3 other tabs on a still image"), ("latency", "all 4 tabs playing")):
+        lat = sorted(r[key + "_ms"])
+        print(f"  {'key-to-frame latency, median, ' + label:<48s} {r[key + '_median_ms']:6.1f} ms  "
+              f"(target <= 150; min {lat[0]:.0f}, max {lat[-1]:.0f})")
+
+
 def bench_optimize(args):
     from caffevis.optimize import InputSpace, benchmark
     from caffevis.settings import load_settings
@@ -332,7 +368,7 @@ def bench_optimize_dask(args):
 
 
 SECTIONS = {"backward": bench_backward, "viewer": bench_viewer, "optimize": bench_optimize,
-            "optimize-dask": bench_optimize_dask, "onnx": bench_onnx}
+            "optimize-dask": bench_optimize_dask, "serve": bench_serve, "onnx": bench_onnx}
 
 
 def main():
@@ -341,6 +377,7 @@ def main():
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--frames", type=int, default=30, help="viewer frames per mode")
+    parser.add_argument("--serve-seconds", type=float, default=5.0, help="serve: seconds per frame-rate measurement")
     parser.add_argument("--opt-iters", type=int, default=20, help="optimizer iterations timed per unit")
     parser.add_argument("--opt-units", type=int, default=8, help="optimizer units (one batch)")
     parser.add_argument("--dask-units", type=int, default=8, help="optimize-dask: units of the layer")

@@ -206,13 +206,18 @@ class LiveViewer:
 
     def render(self, fps=None):
         """The window image now (the newest results; never waits for compute)."""
+        return self.render_with_state(fps)[0]
+
+    def render_with_state(self, fps=None):
+        """(window image, the state copy it was drawn from)."""
         with self.lock:
             images = self.pane_images()
             latest, back = self.worker.latest, self.worker.back
             state = self._state_for_drawing()
             self.drawing_stale = False
         blobs = None if latest is None else {k: v[0] for k, v in latest.blobs.items()}
-        return R.render(state, blobs, back, images, self.config, labels=self.labels, fps=fps, layout=self.layout)
+        img = R.render(state, blobs, back, images, self.config, labels=self.labels, fps=fps, layout=self.layout)
+        return img, state
 
     def top5(self):
         """[(label, probability)] of the prob layer for the newest frame ([] without one)."""

@@ -126,6 +126,25 @@ def linux_code(name):
     return _key_codes(name)[0][0]
 
 
+#: Browser ``KeyboardEvent.key`` values of the named keys (a one-character key is itself).
+BROWSER_KEYS = {"ArrowLeft": "left", "ArrowUp": "up", "ArrowRight": "right", "ArrowDown": "down",
+                "PageUp": "pgup", "PageDown": "pgdn", "Escape": "esc", "Enter": "enter"}
+
+
+def browser_code(key):
+    """The OpenCV (Linux) code of a browser ``KeyboardEvent.key``; None for keys the table cannot name.
+
+    The web viewer feeds these codes to the same :class:`KeyTable` as the window.
+    """
+    if not isinstance(key, str):
+        return None
+    if key in BROWSER_KEYS:
+        return linux_code(BROWSER_KEYS[key])
+    if len(key) == 1 and 32 <= ord(key) < 127:
+        return ord(key)
+    return None
+
+
 def parse_key_script(script):
     """Split a headless key script into events.
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from ..errors import InputError
 from ..preprocess import Preprocessor
@@ -46,6 +47,36 @@ def static_source(settings, is_digit_net, images=None, image_list=None, mnist=No
     return None
 
 
+@dataclass
+class ViewerParts:
+    """What every viewer on one model shares: the opened net and the read-only inputs.
+
+    ``caffevis live`` builds one viewer from them; ``caffevis serve`` one per browser tab.
+    """
+
+    settings: object
+    config: ViewerConfig
+    net: object
+    preprocessor: Preprocessor
+    labels: list | None
+    static: object  # FileList, ArrayImages or None
+
+    @property
+    def is_digit_net(self):
+        return len(self.net.input_shape) == 4 and self.net.input_shape[1] == 1
+
+
+def open_parts(settings, images=None, image_list=None, mnist=None, force_cpu=None, net=None):
+    """Open the net, the preprocessor, the labels and the static files (see :func:`build_viewer`)."""
+    config = ViewerConfig(settings)
+    net = net or settings.open_net(force_cpu=force_cpu)
+    settings.check_net(net)
+    preprocessor = Preprocessor.from_settings(settings, net.input_shape)
+    parts = ViewerParts(settings, config, net, preprocessor, settings.labels(), None)
+    parts.static = static_source(settings, parts.is_digit_net, images, image_list, mnist)
+    return parts
+
+
 def build_viewer(settings, images=None, image_list=None, video=None, camera=None, canvas=None, mnist=None,
                  headless=False, force_cpu=None, engine=None, net=None):
     """Open the net, the inputs and the viewer.
@@ -69,16 +100,17 @@ def build_viewer(settings, images=None, image_list=None, video=None, camera=None
     net : caffevis.model.Net, optional
         An already opened net (else the settings' model is opened).
     """
-    config = ViewerConfig(settings)
-    net = net or settings.open_net(force_cpu=force_cpu)
-    settings.check_net(net)
-    preprocessor = Preprocessor.from_settings(settings, net.input_shape)
-    labels = settings.labels()
-    is_digit_net = len(net.input_shape) == 4 and net.input_shape[1] == 1
+    parts = open_parts(settings, images, image_list, mnist, force_cpu, net)
+    return viewer_from_parts(parts, video=video, camera=camera, canvas=canvas, headless=headless, engine=engine)
+
+
+def viewer_from_parts(parts, video=None, camera=None, canvas=None, headless=False, engine=None):
+    """A new :class:`LiveViewer` (own state, input fetcher and canvas) on shared :class:`ViewerParts`."""
+    settings, config, preprocessor = parts.settings, parts.config, parts.preprocessor
+    static = parts.static
     notes = []
-    static = static_source(settings, is_digit_net, images, image_list, mnist)
     live, pad = None, None
-    want_canvas = canvas if canvas is not None else (is_digit_net and not video and camera is None)
+    want_canvas = canvas if canvas is not None else (parts.is_digit_net and not video and camera is None)
     if video:
         live = VideoFile(video)
     elif want_canvas:
@@ -98,6 +130,7 @@ def build_viewer(settings, images=None, image_list=None, video=None, camera=None
     fetcher = InputFetcher(static, live, stretch=settings.static_file_stretch_mode,
                            sleep=settings.input_updater_sleep_after_read_frame,
                            heartbeat_required=settings.input_updater_heartbeat_required)
-    viewer = LiveViewer(config, net, preprocessor, fetcher, labels=labels, canvas=pad, engine=engine or "onnx")
+    viewer = LiveViewer(config, parts.net, preprocessor, fetcher, labels=parts.labels, canvas=pad,
+                        engine=engine or "onnx")
     viewer.state.message = " | ".join(["h for help"] + notes)
     return viewer

@@ -301,6 +301,7 @@ class InputFetcher(HeartbeatWorker):
         self._repush = False
         self._frame = None
         self._frame_idx = 0
+        self._shown = None  # the name of an image given to show(), while it is the frame
         self._lock = threading.Lock()  # the published frame
         self._keys_lock = threading.Lock()  # mode, index, freeze
         self._init_worker(heartbeat_required)
@@ -354,6 +355,20 @@ class InputFetcher(HeartbeatWorker):
                 self._live_version = None
                 self._repush = True
 
+    def show(self, image, name):
+        """Publish an image from outside the sources (an upload), squared as static files are.
+
+        It stays until the next static-file key, a new live frame or a mode switch.
+        """
+        frame = Frame(_squared(image, self.stretch), name)
+        with self._keys_lock:
+            if not self.static_mode and getattr(self.live, "version", None) is None:
+                self.frozen = True  # a camera or video would replace it at once (a canvas: at the next stroke)
+        with self._lock:
+            self._frame = frame
+            self._frame_idx += 1
+            self._shown = name
+
     # -- frames --------------------------------------------------------------------------------
     def step(self):
         """Read one frame if there is something new; errors go to ``self.error`` and are skipped."""
@@ -385,6 +400,7 @@ class InputFetcher(HeartbeatWorker):
         with self._lock:
             self._frame = frame
             self._frame_idx += 1
+            self._shown = None
         return True
 
     def get_frame(self):
@@ -393,6 +409,8 @@ class InputFetcher(HeartbeatWorker):
             return self._frame_idx, self._frame
 
     def describe(self):
+        if self._shown is not None:
+            return self._shown
         if self.static_mode and self.static is not None:
             return f"{self.static.name(self.static_idx)} ({self.static_idx + 1}/{len(self.static)})"
         if self.live is not None:
