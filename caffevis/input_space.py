@@ -73,28 +73,29 @@ class InputSpace:
         if isinstance(mean, (list, tuple)) and mean and all(isinstance(s, str) for s in mean):
             mean = next((s for s in mean if os.path.isfile(s)), mean[0])
         mean = crop_mean(load_mean(mean, np.float64), c, shape[1:], np.float64)
-        if std is not None:
-            std = np.asarray(std, np.float64).reshape(-1)
-            if std.size != c or not np.all(std > 0):
-                raise InputError(f"std {std.tolist()}: expected {c} positive per-channel values")
-            std = std.reshape(c, 1, 1)
         return cls(shape, mean, check_channel_swap(channel_swap, c), float(raw_scale),
-                   None if input_scale is None else float(input_scale), std)
+                   None if input_scale is None else float(input_scale), channel_std(std, c))
 
     @classmethod
     def from_settings(cls, settings, input_shape):
         """The input space a :class:`caffevis.settings.Settings` describes for ``input_shape``.
 
-        Errors name the settings key (``caffe_net_channel_swap``, ``caffevis_data_mean``).
+        Errors name the settings key (``caffe_net_channel_swap``, ``caffevis_data_std``,
+        ``caffevis_data_mean``).
         """
         c = _chw(input_shape)[0]
         try:
             swap = check_channel_swap(settings.caffe_net_channel_swap, c)
         except InputError as err:
             raise SettingsError(f"{settings.where('caffe_net_channel_swap')}: caffe_net_channel_swap: {err}") from None
+        std = getattr(settings, "caffevis_data_std", None)
+        try:
+            channel_std(std, c)
+        except InputError as err:
+            raise SettingsError(f"{settings.where('caffevis_data_std')}: caffevis_data_std: {err}") from None
         try:
             return cls.build(input_shape, settings.caffevis_data_mean, settings.caffevis_raw_scale,
-                             settings.caffevis_input_scale, swap)
+                             settings.caffevis_input_scale, swap, std)
         except InputError as err:
             raise SettingsError(f"{settings.where('caffevis_data_mean')}: caffevis_data_mean: {err}") from None
 
@@ -191,20 +192,30 @@ class InputSpace:
         return np.broadcast_to(self._mean32, self.shape).astype(np.float32)
 
     # -- the optimizer's view ---------------------------------------------------------------
+    @cached_property
+    def _per_channel(self) -> np.ndarray:
+        """Net units per pixel unit of each channel relative to ``raw_scale * input_scale``: 1 / std."""
+        return np.ones((self.channels, 1, 1)) if self.std is None else 1.0 / self.std
+
     @property
     def pixel_scale(self) -> float:
-        """Net units per 0-255 pixel unit (``raw_scale * input_scale``; 1.0 for ImageNet nets)."""
-        if self.std is not None:
-            raise InputError("the optimizer's pixel scale needs one scale for all channels; this input has a std")
-        return self.raw_scale * (1.0 if self.input_scale is None else self.input_scale)
+        """Net units per 0-255 pixel unit (``raw_scale * input_scale``, times the mean of 1 / std
+        when there is a std; 1.0 for ImageNet nets): start noise and learning rates scale with it."""
+        return self.raw_scale * (1.0 if self.input_scale is None else self.input_scale) * float(self._per_channel.mean())
+
+    @property
+    def channel_scale(self):
+        """Per-channel factor on :attr:`pixel_scale` (a std divides each channel); None without a std."""
+        return None if self.std is None else self._per_channel / float(self._per_channel.mean())
 
     @cached_property
     def net_mean(self) -> np.ndarray:
-        """The mean in net units (``mean * input_scale``), input-sized (C, H, W) float64."""
+        """The mean in net units (``mean * input_scale / std``), input-sized (C, H, W) float64."""
         if self.mean is None:
             return np.zeros(self.shape, np.float64)
         scale = 1.0 if self.input_scale is None else self.input_scale
-        return np.ascontiguousarray(np.broadcast_to(self.mean * scale, self.shape).astype(np.float64))
+        return np.ascontiguousarray(np.broadcast_to(self.mean * scale * self._per_channel, self.shape)
+                                    .astype(np.float64))
 
     @property
     def low(self) -> float:
@@ -212,16 +223,27 @@ class InputSpace:
         return 0.0
 
     @property
-    def high(self) -> float:
-        """Highest valid net value plus ``net_mean`` (a white pixel)."""
-        return 255.0 * self.pixel_scale
+    def high(self):
+        """Highest valid net value plus ``net_mean`` (a white pixel); per channel (C, 1, 1) with a std."""
+        return 255.0 * self.pixel_scale * (1.0 if self.channel_scale is None else self.channel_scale)
 
     def describe(self) -> dict:
         """What result files record about the space."""
         order = self.rgb_order or (tuple(range(3)) if self.channels == 3 else None)
-        return {"pixel_range": [self.low, self.high], "scale": self.pixel_scale,
+        high = self.high if self.std is None else [float(v) for v in np.ravel(self.high)]
+        return {"pixel_range": [self.low, high], "scale": self.pixel_scale,
                 "mean_per_channel": [float(v) for v in self.net_mean.reshape(self.channels, -1).mean(1)],
                 "channel_swap_to_rgb": list(order) if order else None}
+
+
+def channel_std(std, channels):
+    """The std divisor as a (C, 1, 1) float64 array (None: no division); one number is every channel's."""
+    if std is None:
+        return None
+    values = np.asarray(std, np.float64).reshape(-1)
+    if values.size not in (1, channels) or not (values > 0).all():
+        raise InputError(f"std {list(values)}: expected one positive number or {channels} (one per channel)")
+    return np.broadcast_to(values, (channels,)).reshape(channels, 1, 1).copy()
 
 
 def check_channel_swap(channel_swap, channels):

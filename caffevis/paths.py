@@ -51,3 +51,16 @@ CONVERTER_FILES = tuple(os.path.join(*p) for p in (
     ("model", "onnx_graph.py"), ("model", "caffe", "schema.py"), ("model", "caffe", "reader.py"),
     ("model", "caffe", "layers.py"), ("model", "caffe", "to_onnx.py"))) + _LAYER_FILES
 GRADIENT_FILES = CONVERTER_FILES + (os.path.join("backward", "graph.py"), os.path.join("backward", "rules.py"))
+
+
+def blob_file_name(blob: str) -> str:
+    """A blob name as a path part of the unit-jpg and patch trees.
+
+    Caffe names keep their slashes (``fire2/concat`` nests, as DeepVis' trees do). ONNX
+    tensor names from PyTorch start with one (``/layer1/layer1.0/relu/Relu_output_0``), which
+    would make the path absolute: there every ``/`` becomes ``_`` (the leading one dropped).
+    """
+    if not blob.startswith("/"):
+        return blob
+    name = blob.strip("/").replace("/", "_")
+    return name if name not in ("", ".", "..") else f"_{name}_"

@@ -50,6 +50,9 @@ class Preprocessor:
         :func:`caffevis.images.crop_mean`.
     input_scale : float or None
         Multiplies after mean subtraction.
+    std : None, number or sequence
+        Per-channel divisor after mean subtraction, before ``input_scale`` (torchvision's
+        normalization: raw_scale 1/255, mean and std per channel).
     stretch : bool
         Default geometry: stretch instead of centre-crop (``static_file_stretch_mode``).
     offline_dims : (int, int)
@@ -59,8 +62,8 @@ class Preprocessor:
     """
 
     def __init__(self, input_shape, channel_swap=(2, 1, 0), raw_scale=1.0, mean=None, input_scale=None,
-                 stretch=False, offline_dims=(256, 256), space=None):
-        self.space = space or InputSpace.build(input_shape, mean, raw_scale, input_scale, channel_swap)
+                 stretch=False, offline_dims=(256, 256), std=None, space=None):
+        self.space = space or InputSpace.build(input_shape, mean, raw_scale, input_scale, channel_swap, std)
         self.channels, self.height, self.width = self.space.shape
         self.stretch = bool(stretch)
         self.offline_dims = tuple(int(v) for v in offline_dims)

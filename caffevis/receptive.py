@@ -79,8 +79,7 @@ def field_sizes(layers, input_name="data", input_shape=None) -> dict:
 
 def net_fields(net) -> dict:
     """:func:`receptive_fields` of a :class:`caffevis.model.Net`."""
-    if not net.is_caffe:
-        raise InputError("receptive fields need a model converted from Caffe (this ONNX file has no layer graph)")
+    net.require_layers("receptive fields")
     return receptive_fields(net.layers, net.input_name, net.input_shape)
 
 

@@ -4,6 +4,7 @@
     python tools/bench.py backward      # CaffeNet: ORT forward, gradient graphs, NumPy deconv, vs PyTorch CPU
     python tools/bench.py optimize-dask # units/s of a layer on 1 and 2 local Dask workers
     python tools/bench.py serve         # the web viewer in headless chromium: frames/s and key latency
+    python tools/bench.py onnx          # torchvision ResNet-18 / MobileNetV2 (ONNX import) vs PyTorch autograd
     python tools/bench.py all
 
 The net is the official bvlc_reference_caffenet deploy prototxt with seeded random
@@ -266,6 +267,56 @@ def _torch_optimize_loop(net, iterations):
     return (time.perf_counter() - t) / iterations
 
 
+def _torchvision():
+    """torch and torchvision 0.28.0 on the CPU torch wheel (its fake-kernel registration
+    becomes a no-op, as in tools/export_torchvision.py)."""
+    import torch
+
+    torch.library.register_fake = lambda *args, **kwargs: (lambda fn: fn)
+    import torchvision
+
+    return torch, torchvision
+
+
+def bench_onnx(args):
+    """Backprop of one logit on full-size torchvision nets (random weights, 224x224), exported
+    through torch.onnx.export and imported by caffevis, against PyTorch autograd on the same
+    module in the same process."""
+    import tempfile
+
+    from caffevis.backward import Seed, backward
+    from caffevis.model.net import Net
+
+    try:
+        torch, tv = _torchvision()
+    except ImportError:
+        print("  (torch/torchvision not installed: pip install torch==2.13.0 torchvision==0.28.0)")
+        return
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count())
+    for name in ("resnet18", "mobilenet_v2"):
+        model = getattr(tv.models, name)(weights=None).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"{name}.onnx")
+            torch.onnx.export(model, torch.zeros(1, 3, 224, 224), path, input_names=["input"],
+                              output_names=["logits"], opset_version=17, dynamo=False)
+            net = Net.from_onnx(path)
+        print(f"{name} (torchvision, 224x224, random weights; exported in eval mode, so BatchNorm is folded "
+              f"into the convolutions), provider {net.provider}, {os.cpu_count()} cores")
+        for batch in args.batches:
+            x = np.random.default_rng(0).normal(size=(batch, 3, 224, 224)).astype(np.float32)
+            seed = Seed.at_unit("logits", (batch, 1000), 3)
+            backward(net, x, seed)  # build + warm the session
+
+            def peer():
+                xt = torch.from_numpy(x).requires_grad_(True)
+                model(xt)[:, 3].sum().backward()
+
+            t, tp = timeit_pair(lambda: backward(net, x, seed, engine="onnx"), peer, args.repeat)
+            print(f" batch {batch}")
+            row("backprop from one logit (gradient graph)", t, tp)
+
+
 def bench_optimize_dask(args):
     """Whole-layer optimization on local Dask clusters of 1 and 2 worker processes, one thread
     each (Dask and ONNX Runtime), vs the same batches in this process on one thread. The three
@@ -319,7 +370,7 @@ def bench_optimize_dask(args):
 
 
 SECTIONS = {"backward": bench_backward, "viewer": bench_viewer, "optimize": bench_optimize,
-            "optimize-dask": bench_optimize_dask, "serve": bench_serve}
+            "optimize-dask": bench_optimize_dask, "serve": bench_serve, "onnx": bench_onnx}
 
 
 def main():

@@ -54,8 +54,7 @@ def backward(net, data, seed: Seed, mode="backprop", lrn="derivative", start="la
     -------
     ndarray shaped like ``data`` (and a dict when ``blob_diffs``).
     """
-    if not net.is_caffe:
-        raise ModelError("backward needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")
+    net.require_layers("backward")
     engine = engine or ("numpy" if mode == "deconv" else "onnx")
     if engine not in ENGINES:
         raise InputError(f"engine '{engine}': expected onnx or numpy")

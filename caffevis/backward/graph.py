@@ -84,7 +84,7 @@ def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", 
     if seed_channel:
         if params or loss:
             raise InputError("seed_channel graphs take a seed diff and give diffs only (no params or loss)")
-        if not channel_seed_supported(plans, blob, start):
+        if not channel_seed_supported(plans, blob, start, input_name):
             raise InputError(f"blob '{blob}': a one-channel seed graph needs a Convolution or InnerProduct "
                              "producing it, followed only by in-place channelwise layers")
         restricted = _restrict_to_seed_channel(g, plans, blob, start_idx)

@@ -32,9 +32,12 @@ def register(sub):
 
 
 def run(args):
+    import os
+
     from ..mining.maxes import load_maxes
-    from ..model.net import Net
     from ..mining.patches import crop_max_patches
+    from ..model.net import Net
+    from ..paths import blob_file_name
 
     result = load_maxes(args.maxes)
     kinds = [kind for flag, kind in DO_FLAGS if getattr(args, "do_" + flag.replace("-", "_"))]
@@ -45,6 +48,7 @@ def run(args):
     crop_max_patches(result, args.layer, args.outdir, n=args.n, kinds=kinds, info=info, idx_begin=args.idx_begin,
                      idx_end=args.idx_end, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu,
                      datadir=args.datadir)
-    print(f"wrote {args.outdir}/{args.layer}/unit_NNNN/ ({', '.join(kinds + (['info.txt'] if info else []))})",
+    done = kinds + (["info.txt"] if info else [])
+    print(f"wrote {os.path.join(args.outdir, blob_file_name(args.layer))}/unit_NNNN/ ({', '.join(done)})",
           file=sys.stderr)
     return 0

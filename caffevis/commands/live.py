@@ -22,6 +22,9 @@ def register(sub):
                                    "per-unit images. With no settings: LeNet and a digit canvas.")
     p.add_argument("--settings", help="settings YAML (default settings/lenet.yaml)")
     p.add_argument("--model", help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel (replaces the settings' model)")
+    p.add_argument("--labels", metavar="FILE", help="label file, one per line (sets caffevis_labels)")
+    p.add_argument("--preset", metavar="NAME", help="input convention: torchvision (RGB, /255, ImageNet mean "
+                                                     "and std), rgb255 or caffe (BGR minus the ImageNet mean)")
     p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
                    help="override a settings key (repeatable), e.g. --set caffevis_unit_jpg_dir=unit_jpg_vis")
     src = p.add_argument_group("input (default: the settings' static_files_dir, plus camera/canvas)")
@@ -51,7 +54,7 @@ def run(args):
     import sys
 
     from ..errors import InputError
-    from ..settings import model_overrides
+    from ..settings import MODEL_NEUTRAL, model_overrides, preset_overrides
     from ..viewer.keys import parse_key_script
     from ..viewer.launch import build_viewer, open_settings
 
@@ -69,9 +72,14 @@ def run(args):
     if not args.headless and os.name == "posix" and sys.platform != "darwin" \
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise InputError("no display: set DISPLAY (or run under Xvfb), or use --headless")
-    overrides = _parsed_overrides(args.overrides)
+    # another model without a settings file: the default file's model-specific keys do not apply
+    overrides = dict(MODEL_NEUTRAL) if args.model and not args.settings else {}
+    overrides.update(preset_overrides(args.preset) if args.preset else {})
+    overrides.update(_parsed_overrides(args.overrides))
     if args.model:
         overrides.update(model_overrides(args.model))
+    if args.labels:
+        overrides["caffevis_labels"] = args.labels
     settings = open_settings(args.settings, overrides)
     viewer = build_viewer(settings, images=args.images, image_list=args.image_list, video=args.video,
                           camera=args.camera, canvas=args.canvas, mnist=args.mnist, headless=args.headless,

@@ -10,10 +10,10 @@ type means adding it to one family module (and its tests).
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import activation, conv, eltwise, inner_product, norm, pool, shape, softmax
+from . import activation, conv, eltwise, inner_product, norm, onnx_ops, pool, shape, softmax
 from .base import LayerPlan, LayerType
 
-LAYER_TYPES = {t.name: t for module in (conv, pool, activation, norm, inner_product, softmax, eltwise, shape)
+LAYER_TYPES = {t.name: t for module in (conv, pool, activation, norm, inner_product, softmax, eltwise, shape, onnx_ops)
                for t in module.TYPES}
 SUPPORTED = tuple(LAYER_TYPES)
 

@@ -8,12 +8,16 @@
     <root>/regularized_opt/<L>/<L>_NNNN_info.json     how that montage was made
     <root>/regularized_opt/<L>/whole_layer.jpg        one optimized image per unit (sprites)
 
+``<L>`` is the blob's name as a file name (:func:`caffevis.paths.blob_file_name`: Caffe names
+keep their slashes as nested folders; ONNX tensor names starting with '/' are flattened).
 A montage is four quadrants; each is trimmed by ``SMALL_PAD + LARGE_PAD`` pixels on every
 side when cut out (:func:`crop_to_corner`, DeepVis' reader), so writers lay cells out for it.
 """
 from __future__ import annotations
 
 import os
+
+from ..paths import blob_file_name
 
 #: Padding around each montage cell, and around each quadrant.
 SMALL_PAD = 1
@@ -24,19 +28,19 @@ REGULARIZED_TREE = "regularized_opt"
 
 def unit_jpg_path(root, kind, layer, unit):
     """``<root>/<kind>/<layer>/<layer>_NNNN.jpg`` (kind: max_im, max_deconv)."""
-    return os.path.join(root, kind, layer, f"{layer}_{unit:04d}.jpg")
+    return os.path.join(root, kind, blob_file_name(layer), f"{blob_file_name(layer)}_{unit:04d}.jpg")
 
 
 def regularized_dir(root, layer):
-    return os.path.join(root, REGULARIZED_TREE, layer)
+    return os.path.join(root, REGULARIZED_TREE, blob_file_name(layer))
 
 
 def montage_path(root, layer, unit):
-    return os.path.join(regularized_dir(root, layer), f"{layer}_{unit:04d}_montage.jpg")
+    return os.path.join(regularized_dir(root, layer), f"{blob_file_name(layer)}_{unit:04d}_montage.jpg")
 
 
 def info_path(root, layer, unit):
-    return os.path.join(regularized_dir(root, layer), f"{layer}_{unit:04d}_info.json")
+    return os.path.join(regularized_dir(root, layer), f"{blob_file_name(layer)}_{unit:04d}_info.json")
 
 
 def whole_layer_path(root, layer):

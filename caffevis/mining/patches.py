@@ -25,6 +25,7 @@ from ..backward import Seed, backward
 from ..errors import InputError
 from ..images import write_image
 from ..imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
+from ..paths import blob_file_name
 from ..receptive import crop_region, net_fields
 from .layout import unit_jpg_path
 
@@ -272,7 +273,7 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
     need = {k for k in kinds if not k.endswith("norm")} | {k[:-4] for k in kinds if k.endswith("norm")}
     for unit in tqdm(range(idx_begin, end), desc=f"crop-max-patches {layer}", unit="unit",
                      disable=not progress, file=sys.stderr):
-        unit_dir = os.path.join(outdir, layer, f"unit_{unit:04d}")
+        unit_dir = os.path.join(outdir, blob_file_name(layer), f"unit_{unit:04d}")
         os.makedirs(unit_dir, exist_ok=True)
         if need:
             entries, crops = maker.unit(layer, unit, n, kinds=need)
@@ -334,7 +335,7 @@ def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9, min_tile=6
     tiles sized as :func:`make_max_tree`'s (the largest patch, enlarged to ``min_tile``)."""
     import cv2
 
-    unit_dir = os.path.join(patch_dir, layer, f"unit_{unit:04d}")
+    unit_dir = os.path.join(patch_dir, blob_file_name(layer), f"unit_{unit:04d}")
     tiles = []
     for j in range(n):
         path = os.path.join(unit_dir, f"{kind}_{j:03d}.png")

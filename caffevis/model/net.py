@@ -67,6 +67,8 @@ class Net:
         (empty for ONNX models that did not come from Caffe).
     """
 
+    blocked = None  # why a foreign ONNX model has no layers (the node without a layer type)
+
     def __init__(self, model: onnx.ModelProto, plans=None, force_cpu=False, cache_dir=None, info=None, threads=0):
         self.model = model
         # every session of this net (forward, parts, gradient graphs, the optimizer's and
@@ -124,7 +126,7 @@ class Net:
         return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
 
     @classmethod
-    def from_onnx(cls, path: str, force_cpu=False, cache_dir=None, threads=0):
+    def from_onnx(cls, path: str, force_cpu=False, cache_dir=None, threads=0, input_size=None):
         """Load an ONNX file (converted by caffevis, or any other single-input model)."""
         if not os.path.isfile(path):
             raise ModelError(f"{path}: ONNX model not found")
@@ -132,13 +134,32 @@ class Net:
             model = onnx.load(path)
         except Exception as err:
             raise ModelError(f"{path}: not a readable ONNX model ({err})") from None
-        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
+        return cls.from_onnx_model(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads,
+                                   input_size=input_size)
 
     @classmethod
-    def from_onnx_model(cls, model, force_cpu=False, cache_dir=None, threads=0):
+    def from_foreign_onnx(cls, model, force_cpu=False, cache_dir=None, threads=0, input_size=None):
+        """An ONNX model from any exporter: its nodes imported as layers
+        (:mod:`caffevis.model.onnx_import`), blobs named by its tensors. A node without a
+        layer type leaves the net forward-only; ``blocked`` then says which."""
+        from .onnx_import import import_onnx
+
+        imported = import_onnx(model, input_hw=input_size)
+        net = cls(_expose_all_tensors(imported.model), imported.plans, force_cpu=force_cpu, cache_dir=cache_dir,
+                  info=imported.info, threads=threads)
+        net.blocked = imported.blocked
+        if net.blocked:  # said once at load; backward features repeat it when asked for
+            import sys
+
+            print(f"caffevis: {net.name}: forward only: {net.blocked}", file=sys.stderr)
+        return net
+
+    @classmethod
+    def from_onnx_model(cls, model, force_cpu=False, cache_dir=None, threads=0, input_size=None):
         meta = {p.key: p.value for p in model.metadata_props}
         if "caffevis_info" not in meta:
-            return cls(_expose_all_tensors(model), force_cpu=force_cpu, cache_dir=cache_dir, threads=threads)
+            return cls.from_foreign_onnx(model, force_cpu=force_cpu, cache_dir=cache_dir, threads=threads,
+                                         input_size=input_size)
         if meta.get("caffevis_format") != FORMAT_VERSION:
             raise ModelError("ONNX file was converted by an incompatible caffevis version; convert again")
         info = json.loads(meta["caffevis_info"])
@@ -174,6 +195,13 @@ class Net:
     @property
     def is_caffe(self) -> bool:
         return bool(self.layers)
+
+    def require_layers(self, feature: str):
+        """ModelError naming what keeps ``feature`` (backward, receptive fields, …) from
+        this net: the ONNX node without a layer type."""
+        if not self.layers:
+            why = self.blocked or "this ONNX file has no layer graph"
+            raise ModelError(f"{feature} needs the net's layers; {why} (forward still works)")
 
     def check_input(self, data) -> np.ndarray:
         data = np.asarray(data)

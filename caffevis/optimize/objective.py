@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import InputError
 
 
 class UnitObjective:
@@ -20,8 +20,7 @@ class UnitObjective:
     def __init__(self, net, layer):
         from ..backward import gradient_session, resolve_start
 
-        if not net.is_caffe:
-            raise ModelError("the optimizer needs a model converted from Caffe (this ONNX file has no Caffe layer graph)")
+        net.require_layers("the optimizer")
         if layer not in net.blob_shapes or layer == net.input_name:
             raise InputError(f"push layer '{layer}' is not a blob of this net "
                              f"(blobs: {', '.join(net.blob_names[1:])})")

@@ -121,6 +121,8 @@ def _keys():
           "ONNX models with free spatial dimensions)"),
         K("caffevis_raw_scale", 1.0, "pos", g, "multiplies the 0-255 image after the channel swap, before the mean"),
         K("caffevis_input_scale", None, "opt_pos", g, "multiplies after mean subtraction (LeNet: 0.00390625)"),
+        K("caffevis_data_std", None, "std", g, "null; a number or per-channel list (net channel order): divides "
+          "after mean subtraction (torchvision: [0.229, 0.224, 0.225] with raw_scale 1/255)"),
         K("caffe_net_channel_swap", (2, 1, 0), "perm", g, "input channel i = image channel swap[i] (RGB->BGR); "
           "null: none; ignored for 1-channel nets"),
         K("caffevis_labels", None, "file", g, "label file, one label per line (blank lines skipped)"),

@@ -256,8 +256,8 @@ class Settings:
 
         kind, paths = self.model_spec()
         cpu = self.use_cpu if force_cpu is None else bool(force_cpu)
-        if kind == "onnx":
-            return Net.from_onnx(paths[0], force_cpu=cpu, cache_dir=cache_dir)
+        if kind == "onnx":  # caffevis_data_hw fixes free spatial dimensions of the graph input
+            return Net.from_onnx(paths[0], force_cpu=cpu, cache_dir=cache_dir, input_size=self.caffevis_data_hw)
         return Net.from_caffe(*paths, force_cpu=cpu, cache_dir=cache_dir)
 
     def labels(self):

@@ -196,6 +196,16 @@ def _number_list(spec, v):
     return items
 
 
+def _std(spec, v):
+    if v is None:
+        return None
+    what = "null, a positive number or a list of per-channel positive numbers"
+    items = (v,) if _is_num(v) else _seq(v, what)
+    if not items or not all(_is_num(c) and c > 0 for c in items):
+        raise _Invalid(what)
+    return tuple(float(c) for c in items)
+
+
 def _mean(spec, v):
     if v is None:
         return None
@@ -230,7 +240,7 @@ VALIDATORS = {
     "bool": _bool, "opt_str": _opt_str, "choice": _choice, "regex": _regex, "opt_regex": _regex,
     "font": _font, "color": _color, "loc": _loc, "fractions4": _fractions4, "hw": _hw, "perm": _perm,
     "str_list": _str_list, "opt_str_list": _str_list, "str_map": _str_map, "pairs": _pairs, "apps": _apps,
-    "unit_list": _number_list, "pos_list": _number_list, "mean": _mean, "panes": _panes,
+    "unit_list": _number_list, "pos_list": _number_list, "std": _std, "mean": _mean, "panes": _panes,
     "path": _path, "dir": _path, "file": _path, "model_path": _path,
 }
 

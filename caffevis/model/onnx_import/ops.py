@@ -1,0 +1,389 @@
+"""ONNX operators -> layer plans, one function per operator.
+
+Each function gets a :class:`Node` (the node, its constant inputs, its static shapes) and
+returns ``(type, attrs, params)`` for a layer type of :mod:`caffevis.layers`, or raises
+:class:`Unsupported` with the reason. Caffe types are reused where their semantics equal
+ONNX's exactly (symmetric pads, floor or Caffe-equal ceil pooling, Gemm with alpha/beta
+folded into the weights, BatchNormalization as a per-channel Scale, a broadcast constant
+operand as Scale/Bias); operators Caffe lacks map to the ONNX types of
+:mod:`caffevis.layers.onnx_ops`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+
+from ...layers.pool import pool_output_size
+
+
+class Unsupported(Exception):
+    """This node (or this attribute variant) has no layer type."""
+
+
+@dataclasses.dataclass
+class Node:
+    proto: onnx.NodeProto
+    opset: int
+    consts: dict  # input name -> ndarray (initializers and folded constants)
+    shapes: dict  # tensor name -> static shape
+
+    def attr(self, name, default=None):
+        for a in self.proto.attribute:
+            if a.name == name:
+                v = onnx.helper.get_attribute_value(a)
+                return v.decode() if isinstance(v, bytes) else v
+        return default
+
+    @property
+    def data_inputs(self):
+        return [i for i in self.proto.input if i and i not in self.consts]
+
+    def const(self, pos, default=None):
+        ins = self.proto.input
+        if pos >= len(ins) or not ins[pos]:
+            return default
+        if ins[pos] not in self.consts:
+            raise Unsupported(f"input {pos} ('{ins[pos]}') must be a constant")
+        return self.consts[ins[pos]]
+
+    def shape(self, pos=0):
+        return self.shapes[self.proto.input[pos]]
+
+    def out_shape(self, pos=0):
+        return self.shapes[self.proto.output[pos]]
+
+
+def _pads_2d(n, kernel, dilation, stride):
+    """(begin, end) pads per spatial axis from ``pads`` or ``auto_pad``."""
+    auto = n.attr("auto_pad", "NOTSET")
+    h, w = n.shape()[2:]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for size, k, d, s in zip((h, w), kernel, dilation, stride):
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else big)
+            end.append(big if auto == "SAME_UPPER" else small)
+        return tuple(begin), tuple(end)
+    if auto == "VALID":
+        return (0, 0), (0, 0)
+    pads = list(n.attr("pads", [0, 0, 0, 0]))
+    return tuple(pads[:2]), tuple(pads[2:])
+
+
+def _symmetric(begin, end, what):
+    if tuple(begin) != tuple(end):
+        raise Unsupported(f"asymmetric {what} pads {list(begin) + list(end)}")
+    return tuple(int(v) for v in begin)
+
+
+def _spatial_2d(n):
+    if len(n.shape()) != 4:
+        raise Unsupported(f"input of {len(n.shape())} axes (only 2-D spatial NCHW)")
+
+
+def conv(n):
+    _spatial_2d(n)
+    w = n.const(1)
+    kernel = tuple(n.attr("kernel_shape", w.shape[2:]))
+    stride = tuple(n.attr("strides", [1, 1]))
+    dilation = tuple(n.attr("dilations", [1, 1]))
+    pad = _symmetric(*_pads_2d(n, kernel, dilation, stride), "Conv")
+    group = int(n.attr("group", 1))
+    bias = n.const(2)
+    params = [w.astype(np.float32)] + ([bias.astype(np.float32)] if bias is not None else [])
+    if n.proto.op_type == "ConvTranspose":
+        if any(n.attr("output_padding", [0, 0])) or n.attr("output_shape") is not None:
+            raise Unsupported("ConvTranspose with output_padding/output_shape")
+        num_output = w.shape[1] * group
+        kind = "Deconvolution"
+    else:
+        num_output, kind = w.shape[0], "Convolution"
+    attrs = dict(num_output=int(num_output), kernel=kernel, pad=pad, stride=stride, dilation=dilation,
+                 group=group, bias_term=bias is not None)
+    return kind, attrs, params
+
+
+def pool(n):
+    _spatial_2d(n)
+    op = n.proto.op_type
+    h, w = n.shape()[2:]
+    if op.startswith("Global"):
+        attrs = dict(method="max" if op == "GlobalMaxPool" else "ave", kernel=(h, w), pad=(0, 0), stride=(1, 1),
+                     ceil=False, global_pooling=True)
+        return "Pooling", attrs, []
+    kernel = tuple(n.attr("kernel_shape"))
+    stride = tuple(n.attr("strides", [1, 1]))
+    if any(d != 1 for d in n.attr("dilations", [1, 1])):
+        raise Unsupported("pooling dilations other than 1")
+    if n.attr("storage_order", 0):
+        raise Unsupported("MaxPool storage_order 1")
+    begin, end = _pads_2d(n, kernel, (1, 1), stride)
+    pad = _symmetric(begin, end, op)
+    ceil = bool(n.attr("ceil_mode", 0))
+    method = "max" if op == "MaxPool" else "ave"
+    if method == "ave" and any(pad) and not n.attr("count_include_pad", 0):
+        raise Unsupported("AveragePool with pads and count_include_pad=0")
+    caffe = tuple(pool_output_size(sz, k, pd, st, ceil, padded=any(pad))
+                  for sz, k, pd, st in zip((h, w), kernel, pad, stride))
+    if caffe != tuple(n.out_shape()[2:]):
+        raise Unsupported(f"pooled size {n.out_shape()[2:]} differs from the rounding rule's {caffe}")
+    if method == "ave" and ceil and any((o - 1) * s + k > sz + 2 * p
+                                        for o, s, k, sz, p in zip(caffe, stride, kernel, (h, w), pad)):
+        raise Unsupported("AveragePool ceil_mode window past the padded input")
+    return "Pooling", dict(method=method, kernel=kernel, pad=pad, stride=stride, ceil=ceil,
+                           global_pooling=False), []
+
+
+def relu(n):
+    slope = float(n.attr("alpha", 0.01)) if n.proto.op_type == "LeakyRelu" else 0.0
+    return "ReLU", dict(negative_slope=slope), []
+
+
+def prelu(n):
+    slope = n.const(1).astype(np.float32)
+    c = n.shape()[1]
+    if slope.size == 1:
+        return "PReLU", dict(channel_shared=True), [slope.reshape(())]
+    if slope.size != c or (slope.ndim >= 1 and slope.squeeze().shape != (c,)) or \
+            (slope.ndim > 1 and slope.shape[-(len(n.shape()) - 1)] != c):
+        raise Unsupported(f"PRelu slope of shape {slope.shape} is not per-channel")
+    return "PReLU", dict(channel_shared=False), [slope.reshape(c)]
+
+
+def elu(n):
+    return "ELU", dict(alpha=float(n.attr("alpha", 1.0))), []
+
+
+def simple(kind):
+    def mapping(n):
+        return kind, {}, []
+    return mapping
+
+
+def softmax(n):
+    nd = len(n.shape())
+    axis = int(n.attr("axis", -1 if n.opset >= 13 else 1)) % nd
+    if n.opset < 13 and any(d != 1 for d in n.shape()[axis + 1:]):
+        raise Unsupported(f"opset-{n.opset} Softmax over the flattened axes {axis}..")
+    kind = "Softmax" if n.proto.op_type == "Softmax" else "LogSoftmax"
+    return kind, dict(axis=axis), []
+
+
+def batchnorm(n):
+    if n.attr("training_mode", 0):
+        raise Unsupported("BatchNormalization in training mode")
+    gamma, beta, mean, var = (n.const(i).astype(np.float64) for i in range(1, 5))
+    scale = gamma / np.sqrt(var + float(n.attr("epsilon", 1e-5)))
+    shift = beta - mean * scale
+    return "Scale", dict(axis=1, num_axes=1, bias_term=True), [scale.astype(np.float32), shift.astype(np.float32)]
+
+
+def lrn(n):
+    size = int(n.attr("size"))
+    if size % 2 == 0:
+        raise Unsupported(f"LRN size {size} (even: its window is off-centre)")
+    # ONNX: x / (bias + alpha/size * sum(x^2))^beta, the window centred: Caffe's across-channel LRN
+    return "LRN", dict(local_size=size, alpha=float(n.attr("alpha", 1e-4)), beta=float(n.attr("beta", 0.75)),
+                       k=float(n.attr("bias", 1.0)), region="across"), []
+
+
+def _const_operand(n, c, x_shape):
+    """A constant operand broadcast onto ``x_shape`` as a Caffe parameter: (axis, values)."""
+    nd = len(x_shape)
+    c = np.asarray(c, np.float64)
+    if c.ndim > nd:
+        raise Unsupported(f"constant operand of shape {c.shape} has more axes than the data")
+    c = c.reshape((1,) * (nd - c.ndim) + c.shape)
+    if any(cd not in (1, xd) for cd, xd in zip(c.shape, x_shape)):
+        raise Unsupported(f"constant of shape {c.shape} does not broadcast onto {x_shape}")
+    if c.shape[0] != 1:
+        raise Unsupported("a constant operand varying over the batch axis")
+    varying = [i for i, d in enumerate(c.shape) if d != 1]
+    first, last = (varying[0], varying[-1]) if varying else (1, 1)
+    full = np.broadcast_to(c, c.shape[:first] + tuple(x_shape[first:last + 1]) + c.shape[last + 1:])
+    return first, np.ascontiguousarray(full.reshape(x_shape[first:last + 1]))
+
+
+def binary(n):
+    """Add/Sub/Mul/Div: Eltwise for equal data shapes, Scale/Bias for a constant operand,
+    the ONNX ``Broadcast`` type for data operands of different shapes."""
+    op = n.proto.op_type.lower()
+    a, b = n.proto.input
+    out = n.out_shape()
+    data = n.data_inputs
+    if len(data) == 2:
+        sa, sb = n.shapes[a], n.shapes[b]
+        if sa == sb == out and op in ("add", "sub", "mul"):
+            if op == "mul":
+                return "Eltwise", dict(op="prod", coeff=[1.0, 1.0]), []
+            return "Eltwise", dict(op="sum", coeff=[1.0, 1.0 if op == "add" else -1.0]), []
+        return "Broadcast", dict(op=op), []
+    if len(data) != 1:
+        raise Unsupported("no data operand")
+    x = data[0]
+    if n.shapes[x] != out:
+        raise Unsupported(f"a constant operand broadcasts the data {n.shapes[x]} to {out}")
+    first = x == a
+    c = n.consts[b if first else a]
+    axis, values = _const_operand(n, c, out)
+    if op == "add" or (op == "sub" and first):
+        values = values if op == "add" else -values
+        return "Bias", dict(axis=axis, num_axes=values.ndim, bias_term=True), [values.astype(np.float32)]
+    if op == "mul" or (op == "div" and first):
+        values = values if op == "mul" else 1.0 / values
+        return "Scale", dict(axis=axis, num_axes=values.ndim, bias_term=False), [values.astype(np.float32)]
+    raise Unsupported(f"constant {op} data (the data as the right operand)")
+
+
+def gemm(n):
+    if n.attr("transA", 0):
+        raise Unsupported("Gemm transA=1")
+    w = n.const(1).astype(np.float64) * float(n.attr("alpha", 1.0))
+    if not n.attr("transB", 0):
+        w = w.T
+    no = w.shape[0]
+    c = n.const(2)
+    params = [w.astype(np.float32)]
+    if c is not None:
+        c = np.asarray(c, np.float64) * float(n.attr("beta", 1.0))
+        if c.size not in (1, no) or (c.ndim == 2 and c.shape[0] != 1):
+            raise Unsupported(f"Gemm C of shape {c.shape} (a per-output bias is supported)")
+        params.append(np.broadcast_to(c.reshape(-1), (no,)).astype(np.float32))
+    if len(n.shape()) != 2:
+        raise Unsupported("Gemm input of more than 2 axes")
+    return "InnerProduct", dict(num_output=int(no), axis=1, transpose=False, bias_term=c is not None,
+                                k=int(w.shape[1])), params
+
+
+def matmul(n):
+    if n.proto.input[0] not in n.data_inputs or n.proto.input[1] in n.data_inputs:
+        raise Unsupported("MatMul other than data x constant matrix")
+    w = n.const(1)
+    if w.ndim != 2 or len(n.shape()) != 2:
+        raise Unsupported(f"MatMul of {len(n.shape())}-D data by a {w.ndim}-D constant (2-D x 2-D is supported)")
+    return "InnerProduct", dict(num_output=int(w.shape[1]), axis=1, transpose=True, bias_term=False,
+                                k=int(w.shape[0])), [w.astype(np.float32)]
+
+
+def reshape(n):
+    shape, out = n.shape(), n.out_shape()
+    if out[:1] != shape[:1]:
+        raise Unsupported(f"reshape {shape} -> {out} changes the batch axis")
+    if n.proto.op_type == "Flatten" and len(out) == 2 and int(n.attr("axis", 1)) == 1:
+        return "Flatten", dict(shape=tuple(out)), []
+    return "Reshape", dict(shape=tuple(out)), []
+
+
+def concat(n):
+    shapes = [n.shapes[i] for i in n.proto.input]
+    axis = int(n.attr("axis")) % len(shapes[0])
+    if any(i in n.consts for i in n.proto.input):
+        raise Unsupported("Concat of a constant")
+    if axis == 0:
+        raise Unsupported("Concat along the batch axis")
+    if len(shapes) == 1:
+        return "Dropout", {}, []  # a one-input Concat is a copy
+    return "Concat", dict(axis=axis, sizes=[s[axis] for s in shapes]), []
+
+
+def split(n):
+    nd = len(n.shape())
+    axis = int(n.attr("axis", 0)) % nd
+    if axis == 0:
+        raise Unsupported("Split along the batch axis")
+    sizes = [n.shapes[o][axis] for o in n.proto.output]
+    return "Slice", dict(axis=axis, sizes=sizes), []
+
+
+def slice_(n):
+    shape, out = n.shape(), n.out_shape()
+    changed = [i for i, (a, b) in enumerate(zip(shape, out)) if a != b]
+    if n.opset < 10:
+        starts, ends, axes, steps = n.attr("starts"), n.attr("ends"), n.attr("axes"), None
+    else:
+        starts, ends, axes, steps = n.const(1), n.const(2), n.const(3), n.const(4)
+    axes = list(range(len(starts))) if axes is None else [int(a) % len(shape) for a in axes]
+    if steps is not None and any(int(s) != 1 for s in steps):
+        raise Unsupported("Slice with steps other than 1")
+    begin = [0] * len(shape)
+    for a, s in zip(axes, starts):
+        s = int(s)
+        begin[a] = min(max(s + shape[a] if s < 0 else s, 0), shape[a])
+    if 0 in changed or len(changed) > 1:
+        raise Unsupported(f"Slice {shape} -> {out} (one non-batch axis is supported)")
+    axis = changed[0] if changed else 1
+    return "SliceRange", dict(axis=axis, start=begin[axis], size=int(out[axis])), []
+
+
+def transpose(n):
+    perm = [int(p) for p in n.attr("perm", list(range(len(n.shape())))[::-1])]
+    if perm[0] != 0:
+        raise Unsupported(f"Transpose perm {perm} moves the batch axis")
+    return "Transpose", dict(perm=perm), []
+
+
+def reduce_mean(n):
+    nd = len(n.shape())
+    axes = n.attr("axes") if n.opset < 18 else (None if len(n.proto.input) < 2 else list(n.const(1)))
+    if axes is None:
+        raise Unsupported("ReduceMean over every axis")
+    axes = sorted(int(a) % nd for a in axes)
+    if 0 in axes:
+        raise Unsupported("ReduceMean over the batch axis")
+    return "ReduceMean", dict(axes=axes, keepdims=bool(n.attr("keepdims", 1))), []
+
+
+def clip(n):
+    if n.opset < 11:
+        low, high = n.attr("min", None), n.attr("max", None)
+    else:
+        low, high = n.const(1), n.const(2)
+    low = None if low is None else float(np.asarray(low))
+    high = None if high is None else float(np.asarray(high))
+    return "Clip", dict(min=low, max=high), []
+
+
+def hard_sigmoid(n):
+    return "HardSigmoid", dict(alpha=float(n.attr("alpha", 0.2)), beta=float(n.attr("beta", 0.5))), []
+
+
+def pad(n):
+    mode = n.attr("mode", "constant")
+    if mode != "constant":
+        raise Unsupported(f"Pad mode '{mode}'")
+    nd = len(n.shape())
+    if n.opset < 11:
+        pads, value = list(n.attr("pads")), float(n.attr("value", 0.0))
+    else:
+        pads = [int(v) for v in n.const(1)]
+        value = float(np.asarray(n.const(2, 0.0)).reshape(-1)[0]) if n.const(2) is not None else 0.0
+        axes = n.const(3)
+        if axes is not None:
+            full = [0] * (2 * nd)
+            k = len(axes)
+            for i, a in enumerate(axes):
+                full[int(a) % nd], full[int(a) % nd + nd] = pads[i], pads[i + k]
+            pads = full
+    if any(p < 0 for p in pads) or pads[0] or pads[nd] or nd != 4 or pads[1] or pads[nd + 1]:
+        raise Unsupported(f"Pad {pads} (non-negative spatial pads of a 4-D tensor are supported)")
+    return "Pad2D", dict(begin=(pads[2], pads[3]), end=(pads[6], pads[7]), value=value), []
+
+
+MAPPINGS = {
+    "Conv": conv, "ConvTranspose": conv,
+    "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": pool, "GlobalMaxPool": pool,
+    "Relu": relu, "LeakyRelu": relu, "PRelu": prelu, "Elu": elu,
+    "Sigmoid": simple("Sigmoid"), "Tanh": simple("TanH"), "Abs": simple("AbsVal"),
+    "HardSigmoid": hard_sigmoid, "HardSwish": simple("HardSwish"), "Clip": clip,
+    "Softmax": softmax, "LogSoftmax": softmax, "LRN": lrn, "BatchNormalization": batchnorm,
+    "Add": binary, "Sub": binary, "Mul": binary, "Div": binary,
+    "Gemm": gemm, "MatMul": matmul,
+    "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape, "Unsqueeze": reshape,
+    "Concat": concat, "Split": split, "Slice": slice_, "Transpose": transpose,
+    "ReduceMean": reduce_mean, "Pad": pad,
+    "Dropout": simple("Dropout"), "Identity": simple("Dropout"),
+}
