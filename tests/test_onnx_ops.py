@@ -4,7 +4,7 @@ AveragePool with pads, ConvTranspose, Split, constant Sub/Div, GlobalMaxPool, a 
 of two tensors, Concat, Pad, ReduceMean, Flatten, Gemm with transB=0/alpha/beta; on
 single-node graphs asymmetric pads and auto_pad of Conv and the poolings, AveragePool's
 count_include_pad 0/1 with ceil_mode, MaxPool dilations, ConvTranspose's output_padding,
-output_shape, groups and dilations.
+output_shape, groups and dilations, Slice with steps and several axes.
 
 Each layer's own forward graph must reproduce every tensor of the original graph, and both
 backward engines must give the gradient of a float64 evaluation of the original graph (onnx's
@@ -251,6 +251,13 @@ VARIANTS = {
                                    [("w", (2, 3, 3, 3))]),
     "convtranspose_same_upper": ("ConvTranspose", dict(strides=[2, 2], auto_pad="SAME_UPPER"), (1, 2, 4, 5),
                                  [("w", (2, 2, 3, 3))]),
+    "slice_channels_and_space": ("Slice", {}, (1, 5, 8, 9), [],
+                                 {}, [("starts", [1, -7, 2]), ("ends", [4, 100, -1]), ("axes", [1, 2, 3])]),
+    "slice_spatial_steps": ("Slice", {}, (1, 3, 9, 10), [],
+                            {}, [("starts", [1, 0, 1]), ("ends", [9, 10, 3]), ("axes", [2, 3, 1]),
+                                 ("steps", [2, 3, 1])]),
+    "slice_channel_step": ("Slice", {}, (1, 6, 5, 5), [],
+                           {}, [("starts", [1, 1]), ("ends", [6, 4]), ("axes", [1, -1]), ("steps", [2, 1])]),
     "maxpool_asym_pads": ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 2]), (1, 2, 8, 7), []),
     "maxpool_same_upper_s2": ("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER"),
                               (1, 2, 8, 8), []),

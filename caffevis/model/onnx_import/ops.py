@@ -315,22 +315,28 @@ def split(n):
 
 def slice_(n):
     shape, out = n.shape(), n.out_shape()
-    changed = [i for i, (a, b) in enumerate(zip(shape, out)) if a != b]
     if n.opset < 10:
         starts, ends, axes, steps = n.attr("starts"), n.attr("ends"), n.attr("axes"), None
     else:
         starts, ends, axes, steps = n.const(1), n.const(2), n.const(3), n.const(4)
     axes = list(range(len(starts))) if axes is None else [int(a) % len(shape) for a in axes]
-    if steps is not None and any(int(s) != 1 for s in steps):
-        raise Unsupported("Slice with steps other than 1")
-    begin = [0] * len(shape)
-    for a, s in zip(axes, starts):
-        s = int(s)
-        begin[a] = min(max(s + shape[a] if s < 0 else s, 0), shape[a])
-    if 0 in changed or len(changed) > 1:
-        raise Unsupported(f"Slice {shape} -> {out} (one non-batch axis is supported)")
-    axis = changed[0] if changed else 1
-    return "SliceRange", dict(axis=axis, start=begin[axis], size=int(out[axis])), []
+    steps = [1] * len(axes) if steps is None else [int(s) for s in steps]
+    ranges = []
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step < 1:
+            raise Unsupported(f"Slice step {step} (positive steps are supported)")
+        dim = shape[axis]
+        start, end = (min(max(int(v) + dim if int(v) < 0 else int(v), 0), dim) for v in (start, end))
+        size = max(-(-(end - start) // step), 0)
+        if size != out[axis]:
+            raise Unsupported(f"Slice {shape} -> {out} differs from its starts/ends/steps on axis {axis}")
+        if (start, size, step) != (0, dim, 1):
+            if axis == 0:
+                raise Unsupported("Slice of the batch axis")
+            ranges.append((axis, start, size, step if size > 1 else 1))
+    if not ranges:
+        return "Dropout", {}, []  # the whole tensor: a copy
+    return "SliceRange", dict(ranges=sorted(ranges)), []
 
 
 def transpose(n):
