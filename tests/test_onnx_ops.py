@@ -19,7 +19,7 @@ from onnx import helper as h
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from caffevis.backward import Seed, backward
+from caffevis.backward import Seed, backward, gradient_session
 from caffevis.model.net import Net
 from caffevis.model.onnx_import import import_onnx, plans_forward_model
 from caffevis.receptive import net_fields
@@ -104,19 +104,9 @@ def test_layer_forward_reproduces_every_tensor(net):
 @functools.lru_cache(maxsize=None)
 def _numeric_gradient(unit):
     """d out[0, unit] / d x by central differences on a float64 evaluation (no LRN)."""
-    x = _input().astype(np.float64)
-    ref = ReferenceEvaluator(_graph(np.float64, lrn=False))
-
-    def f(v):
-        return ref.run(None, {"x": v})[0][0, unit]
-
-    numeric = np.zeros_like(x)
-    eps = 1e-5
-    for i in range(x.size):
-        step = np.zeros_like(x)
-        step.flat[i] = eps
-        numeric.flat[i] = (f(x + step) - f(x - step)) / (2 * eps)
-    return numeric
+    seed = np.zeros((1, 5))
+    seed[0, unit] = 1.0
+    return _fd_gradient(_graph(np.float64, lrn=False), _input().astype(np.float64), seed, eps=1e-5)
 
 
 @pytest.mark.parametrize("engine", ["onnx", "numpy"])
@@ -323,3 +313,22 @@ def test_operator_variant(name):
         assert rows.min() >= top and rows.max() < top + hh, (y, xx)
         assert cols.min() >= left and cols.max() < left + ww, (y, xx)
     assert checked
+
+
+@pytest.mark.parametrize("name", sorted(n for n in VARIANTS if VARIANTS[n][0].startswith("Conv")))
+def test_conv_variant_weight_gradient(name):
+    """The gradient graph's filter gradient (training's) along a random direction v equals
+    sum(seed * conv(x; v)): the output is linear in the filters."""
+    model, shape = _variant(name)
+    net = Net.from_onnx_model(model, force_cpu=True)
+    x = np.random.RandomState(4).randn(*shape)
+    model64 = _variant(name, np.float64)[0]
+    y0 = _evaluator64(model64)(x)
+    seed = np.random.RandomState(5).randn(*y0.shape)
+    grads = gradient_session(net, "y", params=True).run(x.astype(np.float32), seed.astype(np.float32))["params"]
+    (dw, *_), = grads.values()
+    w = model64.graph.initializer[0]
+    v = np.random.RandomState(6).randn(*dw.shape)
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) + v, w.name))
+    want = float((seed * (_evaluator64(model64)(x) - y0)).sum())
+    assert abs(float((dw * v).sum()) - want) <= 1e-4 * abs(want)
