@@ -148,7 +148,7 @@ def test_unsupported_variant_blocks_backward_with_one_line():
 
 
 # -- single-operator variants: asymmetric pads, auto_pad, count_include_pad, dilations, ... --
-def _single_op_model(op, attrs, in_shape, weights=(), dtype=np.float32, extra_inputs=()):
+def _single_op_model(op, attrs, in_shape, weights=(), dtype=np.float32, extra_inputs=(), opset=13):
     """``x -> op -> y`` with seeded random weights (``weights``: name -> shape) and constant
     int64 inputs (``extra_inputs``: name -> values), the output shape from onnx's inference."""
     rng = np.random.RandomState(3)
@@ -159,8 +159,8 @@ def _single_op_model(op, attrs, in_shape, weights=(), dtype=np.float32, extra_in
                        name="op", **attrs)
     graph = h.make_graph([node], "single", [h.make_tensor_value_info("x", elem, list(in_shape))],
                          [h.make_tensor_value_info("y", elem, None)], inits)
-    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)], ir_version=8)
-    return onnx.shape_inference.infer_shapes(model)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=8 if opset < 21 else 10)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 
 def _conv_transpose64(node, consts):
@@ -270,11 +270,29 @@ VARIANTS = {
 }
 
 
-def _variant(name, dtype=np.float32):
+def _variant(name, dtype=np.float32, opset=13):
     op, attrs, shape, weights, *more = VARIANTS[name]
     attrs = dict(attrs, **(more[0] if more else {}))
     extra = more[1] if len(more) > 1 else ()
-    return _single_op_model(op, attrs, shape, weights, dtype, extra), shape
+    return _single_op_model(op, attrs, shape, weights, dtype, extra, opset), shape
+
+
+def _own_forward(model, x):
+    """The imported layers' own forward graph on ``x``: the value of ``y``."""
+    own = ort.InferenceSession(plans_forward_model(import_onnx(model)).SerializeToString(),
+                               providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in own.get_outputs()], own.run(None, {"x": x})))["y"]
+
+
+@pytest.mark.parametrize("opset", [10, 19, 21])
+def test_operator_variants_across_opsets(opset):
+    """The same variants at other opsets: the importer matches ORT's kernels of those versions."""
+    for name in sorted(VARIANTS):
+        model, shape = _variant(name, opset=opset)
+        x = np.random.RandomState(4).randn(*shape).astype(np.float32)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = _own_forward(model, x)
+        assert got.shape == want.shape and float(np.abs(got - want).max()) <= 1e-5 * float(np.ptp(want)), name
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -285,9 +303,7 @@ def test_operator_variant(name):
     x = np.random.RandomState(4).randn(*shape).astype(np.float32)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, {"x": x})[0]
-    own = ort.InferenceSession(plans_forward_model(import_onnx(model)).SerializeToString(),
-                               providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in own.get_outputs()], own.run(None, {"x": x})))["y"]
+    got = _own_forward(model, x)
     assert got.shape == want.shape
     assert float(np.abs(got - want).max()) <= 1e-5 * float(np.ptp(want))
     assert net.blob_shapes["y"] == want.shape
