@@ -265,6 +265,9 @@ VARIANTS = {
                                                  ceil_mode=1, count_include_pad=0), (1, 2, 8, 8), []),
     "avepool_include_ceil": ("AveragePool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
                                                  count_include_pad=1), (1, 2, 7, 7), []),
+    "avepool_same_lower_exclude_s2": ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_LOWER",
+                                                          count_include_pad=0), (1, 2, 8, 7), []),
+    "maxpool_valid_s3": ("MaxPool", dict(kernel_shape=[2, 3], strides=[3, 2], auto_pad="VALID"), (1, 2, 8, 9), []),
     "avepool_same_upper": ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
                            (1, 2, 8, 8), []),
 }
