@@ -1,4 +1,6 @@
-"""Convolution and Deconvolution (2-D, grouped, dilated)."""
+"""Convolution and Deconvolution (2-D, grouped, dilated), with the ONNX attributes Caffe
+lacks: an end pad other than the begin pad (``pad_end``; asymmetric and SAME pads) and
+ConvTranspose's ``output_padding``."""
 from __future__ import annotations
 
 import numpy as np

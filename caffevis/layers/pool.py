@@ -1,4 +1,6 @@
-"""Pooling (MAX and AVE, Caffe's ceil-mode output size, global pooling).
+"""Pooling (MAX and AVE, Caffe's ceil-mode output size, global pooling), with the ONNX
+attributes Caffe lacks: an end pad other than the begin pad (``pad_end``), MaxPool
+``dilation`` and AveragePool's ``exclude_pad`` (``count_include_pad=0``).
 
 The pooling geometry (:func:`pool_geometry`, :func:`ave_divisor`) is shared by the ONNX
 forward, the gradient graph and the NumPy engine.
