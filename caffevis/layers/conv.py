@@ -1,4 +1,6 @@
-"""Convolution and Deconvolution (2-D, grouped, dilated)."""
+"""Convolution and Deconvolution (2-D, grouped, dilated), with the ONNX attributes Caffe
+lacks: an end pad other than the begin pad (``pad_end``; asymmetric and SAME pads) and
+ConvTranspose's ``output_padding``."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,20 +58,31 @@ def _infer(kind):
 
 
 # -- ONNX forward ------------------------------------------------------------------------
+def pad_end(a):
+    """The (bottom, right) pads: Caffe's are its (top, left) ones; ONNX's may differ."""
+    return tuple(a.get("pad_end", a["pad"]))
+
+
+def _asymmetric(a):
+    return pad_end(a) != tuple(a["pad"])
+
+
 def _conv_kwargs(a):
     return dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), dilations=list(a["dilation"]),
-                pads=list(a["pad"]) * 2, group=a["group"])
+                pads=list(a["pad"]) + list(pad_end(a)), group=a["group"])
 
 
 def forward(g, p, ins, outs, params, aux=None):
-    g.op("Conv" if p.type == "Convolution" else "ConvTranspose", [ins[0]] + params, outputs=outs,
-         **_conv_kwargs(p.attrs))
+    kw = _conv_kwargs(p.attrs)
+    if any(p.attrs.get("output_padding", (0, 0))):  # ONNX ConvTranspose: rows/cols appended at the end
+        kw["output_padding"] = list(p.attrs["output_padding"])
+    g.op("Conv" if p.type == "Convolution" else "ConvTranspose", [ins[0]] + params, outputs=outs, **kw)
 
 
 # -- gradient graph ----------------------------------------------------------------------
 def _weight_grad(g, inp, dout, a, transposed):
     """dW by a convolution of the input with the output diff, batch as channels."""
-    (ph, pw), (sh, sw), (dh, dw), (kh, kw), groups = a["pad"], a["stride"], a["dilation"], a["kernel"], a["group"]
+    (sh, sw), (dh, dw), (kh, kw), groups = a["stride"], a["dilation"], a["kernel"], a["group"]
     if transposed:  # ConvTranspose: the roles of input and output swap
         inp, dout = dout, inp
     xs = _equal_split(g, inp, groups) if groups > 1 else [inp]
@@ -78,7 +91,8 @@ def _weight_grad(g, inp, dout, a, transposed):
     for x, d in zip(xs, ds):
         xt = g.op("Transpose", [x], "wg_xt", perm=[1, 0, 2, 3])
         dt = g.op("Transpose", [d], "wg_dt", perm=[1, 0, 2, 3])
-        r = g.op("Conv", [xt, dt], "wg_conv", pads=[ph, pw, ph, pw], strides=[dh, dw], dilations=[sh, sw])
+        r = g.op("Conv", [xt, dt], "wg_conv", pads=list(a["pad"]) + list(pad_end(a)), strides=[dh, dw],
+                 dilations=[sh, sw])
         r = g.op("Slice", [r, g.ints([0, 0]), g.ints([kh, kw]), g.ints([2, 3])], "wg_crop")
         parts.append(g.op("Transpose", [r], "wg_w", perm=[1, 0, 2, 3]))
     return parts[0] if groups == 1 else g.op("Concat", parts, "wg_cat", axis=0)
@@ -130,18 +144,20 @@ def _strided_input_grad(g, dy, w, shape, a, in_hw, out_hw):
 def vjp(ctx, p, ins, outs, dtops, aux, params):
     g, a, dy = ctx.g, p.attrs, dtops[0]
     h, w = p.bottom_shapes[0][2:]
-    full_pad = [d * (k - 1) - pd for d, k, pd in zip(a["dilation"], a["kernel"], a["pad"])]
+    full_pad = [d * (k - 1) - pd for d, k, pd in zip(a["dilation"] * 2, a["kernel"] * 2,
+                                                         tuple(a["pad"]) + pad_end(a))]
     if p.type == "Convolution" and a["stride"] == (1, 1) and min(full_pad) >= 0:
         # stride 1: a plain convolution with the flipped, transposed filters ("full" padding);
         # ORT's Conv kernels are faster than its ConvTranspose
         dx = g.op("Conv", [dy, _flipped_filters(g, params[0], p.params[0].shape, a["group"])], "conv_dx",
-                  kernel_shape=list(a["kernel"]), dilations=list(a["dilation"]), pads=full_pad * 2,
+                  kernel_shape=list(a["kernel"]), dilations=list(a["dilation"]), pads=full_pad,
                   group=a["group"])
-    elif p.type == "Convolution" and a["dilation"] == (1, 1) and a["group"] == 1 and a["stride"][0] == a["stride"][1]:
+    elif (p.type == "Convolution" and a["dilation"] == (1, 1) and a["group"] == 1 and a["stride"][0] == a["stride"][1]
+          and not _asymmetric(a)):
         dx = _strided_input_grad(g, dy, params[0], p.params[0].shape, a, (h, w), p.top_shapes[0][2:])
     elif p.type == "Convolution":
         ext = [d * (k - 1) + 1 for d, k in zip(a["dilation"], a["kernel"])]
-        rem = [(sz + 2 * pd - e) % s for sz, pd, e, s in zip((h, w), a["pad"], ext, a["stride"])]
+        rem = [(sz + pb + pe - e) % s for sz, pb, pe, e, s in zip((h, w), a["pad"], pad_end(a), ext, a["stride"])]
         dx = g.op("ConvTranspose", [dy, params[0]], "conv_dx", output_padding=rem, **_conv_kwargs(a))
     else:
         dx = g.op("Conv", [dy, params[0]], "deconv_dx", **_conv_kwargs(a))
@@ -155,11 +171,20 @@ def vjp(ctx, p, ins, outs, dtops, aux, params):
 
 # -- NumPy engine ------------------------------------------------------------------------
 def numpy_backward(p, ins, outs, dtops, mode, lrn):
-    a, w = p.attrs, p.params[0]
+    a, w, dy = p.attrs, p.params[0], dtops[0]
+    (pt, pl), (pb, pr) = a["pad"], pad_end(a)
     if p.type == "Convolution":
-        return [ops.conv2d_transpose(dtops[0], w, a["stride"], a["pad"], a["dilation"], a["group"], ins[0].shape[2:])]
+        if not _asymmetric(a):
+            return [ops.conv2d_transpose(dy, w, a["stride"], a["pad"], a["dilation"], a["group"], ins[0].shape[2:])]
+        # the gradient of the explicitly padded input, cropped
+        h, w_ = ins[0].shape[2:]
+        dx = ops.conv2d_transpose(dy, w, a["stride"], (0, 0), a["dilation"], a["group"], (h + pt + pb, w_ + pl + pr))
+        return [np.ascontiguousarray(dx[:, :, pt:pt + h, pl:pl + w_])]
     # the transpose of a transposed convolution is the convolution with the same filters
-    return [ops.conv2d(dtops[0], w, a["stride"], a["pad"], a["dilation"], a["group"])]
+    if _asymmetric(a):
+        dy = np.pad(dy, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        return [ops.conv2d(dy, w, a["stride"], (0, 0), a["dilation"], a["group"])]
+    return [ops.conv2d(dy, w, a["stride"], a["pad"], a["dilation"], a["group"])]
 
 
 # -- receptive fields --------------------------------------------------------------------

@@ -130,7 +130,7 @@ _COLUMNS = 8192  # output positions per BLAS product in conv2d_transpose (chunks
 
 
 # -- pooling ----------------------------------------------------------------------------
-def max_pool_switches(x, kernel, stride, pads_h, pads_w, out_hw):
+def max_pool_switches(x, kernel, stride, pads_h, pads_w, out_hw, dilation=(1, 1)):
     """Caffe's max-pool switches: per output, the window offset ``i * kw + j`` of the
     first maximum in row-major window order (Caffe replaces its running maximum only
     when a value is strictly greater). Padding never wins.
@@ -139,9 +139,9 @@ def max_pool_switches(x, kernel, stride, pads_h, pads_w, out_hw):
     -------
     ndarray (N, C, OH, OW) of int8 (int16 for windows over 127 positions)
     """
-    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    (kh, kw), (sh, sw), (oh, ow), (dh, dw) = kernel, stride, out_hw, dilation
     xp = _padded(x, pads_h, pads_w, -np.inf)
-    windows = [(i, j, xp[:, :, _window_slice(i, sh, oh), _window_slice(j, sw, ow)])
+    windows = [(i, j, xp[:, :, _window_slice(i * dh, sh, oh), _window_slice(j * dw, sw, ow)])
                for i in range(kh) for j in range(kw)]
     best = windows[0][2].copy()
     for _, _, window in windows[1:]:
@@ -160,7 +160,7 @@ def max_pool_switches(x, kernel, stride, pads_h, pads_w, out_hw):
     return switch
 
 
-def max_pool_backward(dy, switch, kernel, stride, pads_h, pads_w, in_hw):
+def max_pool_backward(dy, switch, kernel, stride, pads_h, pads_w, in_hw, dilation=(1, 1)):
     """Route each output diff to its switch position, adding where windows overlap.
 
     One ``bincount`` over flat input positions (accumulated in float64).
@@ -170,7 +170,7 @@ def max_pool_backward(dy, switch, kernel, stride, pads_h, pads_w, in_hw):
     hp, wp = h + sum(pads_h), w + sum(pads_w)
     window_start = (np.arange(oh, dtype=np.int64) * (sh * wp))[:, None] + np.arange(ow, dtype=np.int64) * sw
     plane_start = np.arange(n * c, dtype=np.int64) * (hp * wp)
-    offset = (np.arange(kh, dtype=np.int64)[:, None] * wp + np.arange(kw)).ravel()
+    offset = (np.arange(kh, dtype=np.int64)[:, None] * (dilation[0] * wp) + np.arange(kw) * dilation[1]).ravel()
     flat = offset[switch.reshape(n * c, oh, ow)]
     flat += window_start
     flat += plane_start[:, None, None]

@@ -1,7 +1,7 @@
 """Layer types for ONNX operators Caffe has no layer for.
 
 Clip (ReLU6), HardSigmoid, HardSwish, broadcasting Add/Sub/Mul/Div of two data tensors
-(squeeze-and-excitation channel scales), Slice of one range, Transpose, ReduceMean,
+(squeeze-and-excitation channel scales), Slice (positive steps, any non-batch axes), Transpose, ReduceMean,
 LogSoftmax and constant Pad. Their plans come from :mod:`caffevis.model.onnx_import`
 (attributes resolved there), so ``infer`` only rejects use from a prototxt. Every rule is
 the exact gradient in all three backward modes: the deconv/guided rule applies at ReLU
@@ -188,37 +188,61 @@ def broadcast_field(p, top, bottoms, top_shape, hw):
 
 # -- SliceRange, Transpose, ReduceMean, Pad2D --------------------------------------------
 def slice_forward(g, p, ins, outs, params, aux=None):
-    a = p.attrs
-    g.op("Slice", [ins[0], g.ints([a["start"]]), g.ints([a["start"] + a["size"]]), g.ints([a["axis"]])], outputs=outs)
-
-
-def _range_pads(p):
-    a, nd = p.attrs, len(p.bottom_shapes[0])
-    pads = [0] * (2 * nd)
-    pads[a["axis"]] = a["start"]
-    pads[a["axis"] + nd] = p.bottom_shapes[0][a["axis"]] - a["start"] - a["size"]
-    return pads
+    r = p.attrs["ranges"]
+    g.op("Slice", [ins[0], g.ints([start for _, start, _, _ in r]),
+                   g.ints([start + (size - 1) * step + 1 for _, start, size, step in r]),
+                   g.ints([axis for axis, _, _, _ in r]), g.ints([step for _, _, _, step in r])], outputs=outs)
 
 
 def slice_vjp(ctx, p, ins, outs, dtops, aux, params):
-    return [ctx.g.op("Pad", [dtops[0], ctx.g.ints(_range_pads(p))], "slice_dx")], None
+    """Each sliced axis in turn: zeros between the picked entries (a new axis padded by
+    step - 1, merged back), then zeros before and after the range (negative pads crop
+    the last step's tail)."""
+    g, d = ctx.g, dtops[0]
+    shape = list(p.top_shapes[0])
+    nd, full = len(shape), p.bottom_shapes[0]
+    for axis, start, size, step in p.attrs["ranges"]:
+        if step > 1:
+            d = g.op("Unsqueeze", [d, g.ints([axis + 1])], "slice_dx_axis")
+            gaps = [0] * (2 * (nd + 1))
+            gaps[nd + 1 + axis + 1] = step - 1
+            d = g.op("Pad", [d, g.ints(gaps)], "slice_dx_gaps")
+            shape[axis] = size * step
+            d = g.op("Reshape", [d, g.ints([-1] + shape[1:])], "slice_dx_spread")
+        pads = [0] * (2 * nd)
+        pads[axis], pads[nd + axis] = start, full[axis] - start - shape[axis]
+        d = g.op("Pad", [d, g.ints(pads)], "slice_dx")
+        shape[axis] = full[axis]
+    return [d], None
+
+
+def _picked(p):
+    """The index of the top's entries in the bottom, axis by axis."""
+    index = [slice(None)] * len(p.bottom_shapes[0])
+    for axis, start, size, step in p.attrs["ranges"]:
+        index[axis] = slice(start, start + (size - 1) * step + 1, step)
+    return tuple(index)
 
 
 def slice_numpy(p, ins, outs, dtops, mode, lrn):
-    nd = len(p.bottom_shapes[0])
-    pads = _range_pads(p)
-    return [np.pad(dtops[0], list(zip(pads[:nd], pads[nd:])))]
+    dx = np.zeros((dtops[0].shape[0],) + tuple(p.bottom_shapes[0][1:]), np.float32)
+    dx[_picked(p)] = dtops[0]
+    return [dx]
 
 
 def slice_field(p, top, bottoms, top_shape, hw):
-    a, b = p.attrs, bottoms[0].copy()
-    if a["axis"] == 1:
-        sel = slice(a["start"], a["start"] + a["size"])
-        return rf.BlobField(b.size[sel], b.stride[sel], b.offset[sel], b.input_hw, b.whole)
-    if a["axis"] in (2, 3) and not b.whole:
-        b.offset[:, a["axis"] - 2] += b.stride[:, a["axis"] - 2] * a["start"]
-        return b
-    return rf.whole(int(top_shape[1]), hw)
+    b = bottoms[0].copy()
+    for axis, start, size, step in p.attrs["ranges"]:
+        if axis == 1:
+            sel = slice(start, start + (size - 1) * step + 1, step)
+            b = rf.BlobField(b.size[sel], b.stride[sel], b.offset[sel], b.input_hw, b.whole)
+        elif axis in (2, 3) and len(top_shape) == 4:
+            if not b.whole:
+                b.offset[:, axis - 2] += b.stride[:, axis - 2] * start
+                b.stride[:, axis - 2] *= step
+        else:
+            return rf.whole(int(top_shape[1]), hw)
+    return b
 
 
 def transpose_forward(g, p, ins, outs, params, aux=None):

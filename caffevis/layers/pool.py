@@ -1,4 +1,6 @@
-"""Pooling (MAX and AVE, Caffe's ceil-mode output size, global pooling).
+"""Pooling (MAX and AVE, Caffe's ceil-mode output size, global pooling), with the ONNX
+attributes Caffe lacks: an end pad other than the begin pad (``pad_end``), MaxPool
+``dilation`` and AveragePool's ``exclude_pad`` (``count_include_pad=0``).
 
 The pooling geometry (:func:`pool_geometry`, :func:`ave_divisor`) is shared by the ONNX
 forward, the gradient graph and the NumPy engine.
@@ -53,25 +55,49 @@ def infer(lp, shapes):
     return a, [(n, c) + out], []
 
 
+def dilation(a):
+    """The window's dilation (ONNX MaxPool ``dilations``; Caffe pools are undilated)."""
+    return tuple(a.get("dilation", (1, 1)))
+
+
+def effective_kernel(a):
+    return tuple(d * (k - 1) + 1 for d, k in zip(dilation(a), a["kernel"]))
+
+
 def pool_geometry(p):
     """Explicit pads (begin, end) per spatial axis that make ONNX floor-mode pooling
-    reproduce Caffe's ceil-mode output size."""
+    reproduce the layer's output size (Caffe's ceil mode, ONNX's ceil_mode or its
+    asymmetric pads): the end pad is what the last window reaches past the input."""
     (h, w), (oh, ow) = p.bottom_shapes[0][2:], p.top_shapes[0][2:]
     pads_end = []
-    for size, out, k, pad, s in zip((h, w), (oh, ow), p.attrs["kernel"], p.attrs["pad"], p.attrs["stride"]):
+    for size, out, k, pad, s in zip((h, w), (oh, ow), effective_kernel(p.attrs), p.attrs["pad"], p.attrs["stride"]):
         pads_end.append(max((out - 1) * s + k - size - pad, 0))
     return p.attrs["pad"], tuple(pads_end)
 
 
+def _window_sizes(size, out, k, begin, end, s, exclude_pad):
+    starts = np.arange(out) * s - begin
+    stops = np.minimum(starts + k, size + end)
+    return np.minimum(stops, size) - np.maximum(starts, 0) if exclude_pad else stops - starts
+
+
 def ave_divisor(p):
-    """Caffe's AVE pool_size per output position: windows clipped at size+pad (not at size)."""
+    """AVE pool_size per output position: windows clipped at size + end pad (Caffe, whose
+    end pad is its begin pad, and ONNX's ``count_include_pad=1``), or the input values
+    in the window only (ONNX's ``count_include_pad=0``)."""
     (h, w), (oh, ow) = p.bottom_shapes[0][2:], p.top_shapes[0][2:]
-    (kh, kw), (ph, pw), (sh, sw) = p.attrs["kernel"], p.attrs["pad"], p.attrs["stride"]
-    hs = np.arange(oh) * sh - ph
-    ws = np.arange(ow) * sw - pw
-    hsz = np.minimum(hs + kh, h + ph) - hs
-    wsz = np.minimum(ws + kw, w + pw) - ws
+    a = p.attrs
+    ends = a.get("pad_end", a["pad"])
+    hsz, wsz = (_window_sizes(size, out, k, b, e, s, a.get("exclude_pad", False))
+                for size, out, k, b, e, s in zip((h, w), (oh, ow), a["kernel"], a["pad"], ends, a["stride"]))
     return (hsz[:, None] * wsz[None, :]).astype(np.float64)
+
+
+def _max_kwargs(a):
+    kw = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]))
+    if dilation(a) != (1, 1):
+        kw["dilations"] = list(dilation(a))
+    return kw
 
 
 def forward(g, p, ins, outs, params, aux=None):
@@ -86,11 +112,10 @@ def forward(g, p, ins, outs, params, aux=None):
         aux["padded"] = padded
     if a["method"] == "max":
         if aux is not None:
-            _, idx = g.op("MaxPool", [padded], outputs=[outs[0], g.fresh("pool_idx")], n_out=2,
-                          kernel_shape=list(a["kernel"]), strides=list(a["stride"]))
+            _, idx = g.op("MaxPool", [padded], outputs=[outs[0], g.fresh("pool_idx")], n_out=2, **_max_kwargs(a))
             aux["indices"] = idx
         else:
-            g.op("MaxPool", [padded], outputs=outs, kernel_shape=list(a["kernel"]), strides=list(a["stride"]))
+            g.op("MaxPool", [padded], outputs=outs, **_max_kwargs(a))
     else:
         c = p.bottom_shapes[0][1]
         ones = g.const(np.ones((c, 1) + tuple(a["kernel"])), hint="ones_kernel")
@@ -134,8 +159,8 @@ def numpy_backward(p, ins, outs, dtops, mode, lrn):
     pads_h, pads_w = (pad_h, end_h), (pad_w, end_w)
     in_hw = x.shape[2:]
     if a["method"] == "max":
-        switch = ops.max_pool_switches(x, a["kernel"], a["stride"], pads_h, pads_w, dy.shape[2:])
-        return [ops.max_pool_backward(dy, switch, a["kernel"], a["stride"], pads_h, pads_w, in_hw)]
+        switch = ops.max_pool_switches(x, a["kernel"], a["stride"], pads_h, pads_w, dy.shape[2:], dilation(a))
+        return [ops.max_pool_backward(dy, switch, a["kernel"], a["stride"], pads_h, pads_w, in_hw, dilation(a))]
     return [ops.ave_pool_backward(dy, ave_divisor(p)[None, None], a["kernel"], a["stride"], pads_h, pads_w, in_hw)]
 
 
@@ -149,7 +174,7 @@ def field(p, top, bottoms, top_shape, hw):
         f = rf.spatial(b, rf.spatial_extent(p.bottom_shapes[0]), (1, 1), (0, 0))
         # its one unit sees every pixel: crop the image, not a padded frame
         return rf.whole(int(top_shape[1]), hw) if rf.covers_image(f) else f
-    return rf.spatial(b, a["kernel"], a["stride"], a["pad"])
+    return rf.spatial(b, a["kernel"], a["stride"], a["pad"], dilation(a))
 
 
 TYPES = [LayerType("Pooling", infer, forward, vjp, numpy_backward, values_read, field, ranks=(4,))]

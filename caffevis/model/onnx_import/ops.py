@@ -15,7 +15,6 @@ import dataclasses
 import numpy as np
 import onnx
 
-from ...layers.pool import pool_output_size
 
 
 class Unsupported(Exception):
@@ -74,15 +73,29 @@ def _pads_2d(n, kernel, dilation, stride):
     return tuple(pads[:2]), tuple(pads[2:])
 
 
-def _symmetric(begin, end, what):
-    if tuple(begin) != tuple(end):
-        raise Unsupported(f"asymmetric {what} pads {list(begin) + list(end)}")
-    return tuple(int(v) for v in begin)
-
-
 def _spatial_2d(n):
     if len(n.shape()) != 4:
         raise Unsupported(f"input of {len(n.shape())} axes (only 2-D spatial NCHW)")
+
+
+def _transposed_pads(n, kernel, dilation, stride, output_padding):
+    """ConvTranspose pads: from ``pads``, or from ``output_shape``/SAME auto_pad (the
+    total split as ONNX's rule says: the larger half at the end for SAME_UPPER)."""
+    auto = n.attr("auto_pad", "NOTSET")
+    target = n.attr("output_shape")
+    if target is None and auto not in ("SAME_UPPER", "SAME_LOWER"):
+        return _pads_2d(n, kernel, dilation, stride)
+    h, w = n.shape()[2:]
+    target = list(target)[-2:] if target is not None else [h * stride[0], w * stride[1]]
+    begin, end = [], []
+    for size, k, d, s, op, t in zip((h, w), kernel, dilation, stride, output_padding, target):
+        total = s * (size - 1) + op + (k - 1) * d + 1 - int(t)
+        if total < 0:
+            raise Unsupported(f"ConvTranspose output_shape {t} beyond the full output")
+        small, big = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else big)
+        end.append(big if auto == "SAME_UPPER" else small)
+    return tuple(begin), tuple(end)
 
 
 def conv(n):
@@ -91,19 +104,23 @@ def conv(n):
     kernel = tuple(n.attr("kernel_shape", w.shape[2:]))
     stride = tuple(n.attr("strides", [1, 1]))
     dilation = tuple(n.attr("dilations", [1, 1]))
-    pad = _symmetric(*_pads_2d(n, kernel, dilation, stride), "Conv")
     group = int(n.attr("group", 1))
     bias = n.const(2)
     params = [w.astype(np.float32)] + ([bias.astype(np.float32)] if bias is not None else [])
+    extra = {}
     if n.proto.op_type == "ConvTranspose":
-        if any(n.attr("output_padding", [0, 0])) or n.attr("output_shape") is not None:
-            raise Unsupported("ConvTranspose with output_padding/output_shape")
-        num_output = w.shape[1] * group
-        kind = "Deconvolution"
+        output_padding = tuple(int(v) for v in n.attr("output_padding", [0, 0]))
+        begin, end = _transposed_pads(n, kernel, dilation, stride, output_padding)
+        num_output, kind = w.shape[1] * group, "Deconvolution"
+        if any(output_padding):
+            extra["output_padding"] = output_padding
     else:
+        begin, end = _pads_2d(n, kernel, dilation, stride)
         num_output, kind = w.shape[0], "Convolution"
-    attrs = dict(num_output=int(num_output), kernel=kernel, pad=pad, stride=stride, dilation=dilation,
-                 group=group, bias_term=bias is not None)
+    attrs = dict(num_output=int(num_output), kernel=kernel, pad=tuple(int(v) for v in begin), stride=stride,
+                 dilation=dilation, group=group, bias_term=bias is not None, **extra)
+    if tuple(begin) != tuple(end):
+        attrs["pad_end"] = tuple(int(v) for v in end)
     return kind, attrs, params
 
 
@@ -117,25 +134,22 @@ def pool(n):
         return "Pooling", attrs, []
     kernel = tuple(n.attr("kernel_shape"))
     stride = tuple(n.attr("strides", [1, 1]))
-    if any(d != 1 for d in n.attr("dilations", [1, 1])):
-        raise Unsupported("pooling dilations other than 1")
+    dilation = tuple(n.attr("dilations", [1, 1]))
+    method = "max" if op == "MaxPool" else "ave"
+    if method == "ave" and any(d != 1 for d in dilation):
+        raise Unsupported("AveragePool dilations other than 1")
     if n.attr("storage_order", 0):
         raise Unsupported("MaxPool storage_order 1")
-    begin, end = _pads_2d(n, kernel, (1, 1), stride)
-    pad = _symmetric(begin, end, op)
-    ceil = bool(n.attr("ceil_mode", 0))
-    method = "max" if op == "MaxPool" else "ave"
-    if method == "ave" and any(pad) and not n.attr("count_include_pad", 0):
-        raise Unsupported("AveragePool with pads and count_include_pad=0")
-    caffe = tuple(pool_output_size(sz, k, pd, st, ceil, padded=any(pad))
-                  for sz, k, pd, st in zip((h, w), kernel, pad, stride))
-    if caffe != tuple(n.out_shape()[2:]):
-        raise Unsupported(f"pooled size {n.out_shape()[2:]} differs from the rounding rule's {caffe}")
-    if method == "ave" and ceil and any((o - 1) * s + k > sz + 2 * p
-                                        for o, s, k, sz, p in zip(caffe, stride, kernel, (h, w), pad)):
-        raise Unsupported("AveragePool ceil_mode window past the padded input")
-    return "Pooling", dict(method=method, kernel=kernel, pad=pad, stride=stride, ceil=ceil,
-                           global_pooling=False), []
+    begin, end = _pads_2d(n, kernel, dilation, stride)
+    out = tuple(n.out_shape()[2:])
+    for size, o, k, d, s, b in zip((h, w), out, kernel, dilation, stride, begin):
+        # ONNX's output size (its floor/ceil rule) is the graph's; every window must hold an input value
+        if not all(any(0 <= i * s - b + j * d < size for j in range(k)) for i in range(o)):
+            raise Unsupported(f"a pooling window of {op} holds padding only")
+    attrs = dict(method=method, kernel=kernel, pad=tuple(begin), stride=stride, ceil=bool(n.attr("ceil_mode", 0)),
+                 global_pooling=False, pad_end=tuple(end), dilation=dilation,
+                 exclude_pad=method == "ave" and not n.attr("count_include_pad", 0))
+    return "Pooling", attrs, []
 
 
 def relu(n):
@@ -301,22 +315,28 @@ def split(n):
 
 def slice_(n):
     shape, out = n.shape(), n.out_shape()
-    changed = [i for i, (a, b) in enumerate(zip(shape, out)) if a != b]
     if n.opset < 10:
         starts, ends, axes, steps = n.attr("starts"), n.attr("ends"), n.attr("axes"), None
     else:
         starts, ends, axes, steps = n.const(1), n.const(2), n.const(3), n.const(4)
     axes = list(range(len(starts))) if axes is None else [int(a) % len(shape) for a in axes]
-    if steps is not None and any(int(s) != 1 for s in steps):
-        raise Unsupported("Slice with steps other than 1")
-    begin = [0] * len(shape)
-    for a, s in zip(axes, starts):
-        s = int(s)
-        begin[a] = min(max(s + shape[a] if s < 0 else s, 0), shape[a])
-    if 0 in changed or len(changed) > 1:
-        raise Unsupported(f"Slice {shape} -> {out} (one non-batch axis is supported)")
-    axis = changed[0] if changed else 1
-    return "SliceRange", dict(axis=axis, start=begin[axis], size=int(out[axis])), []
+    steps = [1] * len(axes) if steps is None else [int(s) for s in steps]
+    ranges = []
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step < 1:
+            raise Unsupported(f"Slice step {step} (positive steps are supported)")
+        dim = shape[axis]
+        start, end = (min(max(int(v) + dim if int(v) < 0 else int(v), 0), dim) for v in (start, end))
+        size = max(-(-(end - start) // step), 0)
+        if size != out[axis]:
+            raise Unsupported(f"Slice {shape} -> {out} differs from its starts/ends/steps on axis {axis}")
+        if (start, size, step) != (0, dim, 1):
+            if axis == 0:
+                raise Unsupported("Slice of the batch axis")
+            ranges.append((axis, start, size, step if size > 1 else 1))
+    if not ranges:
+        return "Dropout", {}, []  # the whole tensor: a copy
+    return "SliceRange", dict(ranges=sorted(ranges)), []
 
 
 def transpose(n):
