@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 
 from .errors import CaffevisError
-from .io import save_onnx, sha1_of
+from .io import save_onnx, sha1_of, sha256_of
 
 from .paths import REPO_ROOT  # noqa: E402
 DEFAULT_ZOO = os.path.join(REPO_ROOT, "model_zoo")
@@ -191,15 +191,6 @@ def verify_file(path: str, sha1: str | None, sha256: str | None = None) -> None:
             if got != want.lower():
                 raise FetchError(f"{path}: {name} {got} does not match the published {want}; delete it "
                                  f"(or pass --force) to download it again")
-
-
-def sha256_of(path: str, chunk: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager

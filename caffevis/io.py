@@ -94,10 +94,20 @@ def load_npy(path: str) -> np.ndarray:
     return check_numeric(arr, path)
 
 
-def sha1_of(path: str, chunk: int = 1 << 20) -> str:
-    """The sha1 hex digest of a file, read in chunks."""
-    h = hashlib.sha1()
+def file_digest(path: str, algorithm: str, chunk: int = 1 << 20) -> str:
+    """The hex digest of a file by a :mod:`hashlib` algorithm (``'sha1'``, ``'sha256'``), read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha1_of(path: str) -> str:
+    """The sha1 hex digest of a file."""
+    return file_digest(path, "sha1")
+
+
+def sha256_of(path: str) -> str:
+    """The sha256 hex digest of a file."""
+    return file_digest(path, "sha256")
