@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 
 from .. import imaging
-from ..mining.layout import crop_to_corner  # noqa: F401  (the montage reader, with the file layout)
 from ..imaging import to_uint8  # noqa: F401  (re-exported for the renderers)
 
 #: the layers pane's back-diff colours: negative -> red, positive -> green (BGR).
