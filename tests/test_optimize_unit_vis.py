@@ -11,6 +11,7 @@ from caffevis.mining import unit_vis as U
 from caffevis.mining.layout import crop_to_corner
 from caffevis.errors import SettingsError
 from caffevis.viewer import jpgvis
+from caffevis.mining.layout import crop_to_corner
 from caffevis.viewer import tiles as T
 from conftest import shared_path
 
@@ -26,14 +27,14 @@ def test_montage_geometry_matches_deepvis_crop():
     half = 2 * 2 + 3 * (cell + 2)  # large padding around 3 cells with 1-px padding each
     assert m.shape == (2 * half, 2 * half, 3)
     for corner in range(4):
-        quad = T.crop_to_corner(m, corner)  # the viewer's reader
+        quad = crop_to_corner(m, corner)  # the viewer's reader
         assert quad.shape[:2] == (3 * cell + 4, 3 * cell + 4)
         np.testing.assert_array_equal(quad[:cell, :cell], quads[corner][0])  # top-left cell starts the crop
         for k in range(9):
             np.testing.assert_array_equal(U.montage_cell(m, corner, k, grid), quads[corner][k])
     # one seed per preset: the crop is exactly the image
     m1 = U.make_montage([[q[0]] for q in quads], 1, (cell, cell))
-    np.testing.assert_array_equal(T.crop_to_corner(m1, 2), quads[2][0])
+    np.testing.assert_array_equal(crop_to_corner(m1, 2), quads[2][0])
     assert U.montage_grid(m.shape[0], cell) == 3 and U.montage_grid(m1.shape[0], cell) == 1
 
 

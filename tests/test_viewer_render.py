@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from caffevis.mining.layout import crop_to_corner
 from caffevis.viewer import render as R
 from caffevis.viewer import tiles as T
 from caffevis.viewer.config import ViewerConfig
@@ -103,7 +104,7 @@ def test_square_sprites_and_montage_corner():
         T.split_square_sprites(sheet[:11], 7)
     montage = np.zeros((40, 40), np.uint8)
     montage[20:, :20] = 9  # bottom-left quadrant
-    corner = T.crop_to_corner(montage, 2)
+    corner = crop_to_corner(montage, 2)
     assert corner.shape == (14, 14) and (corner == 9).all()
 
 
