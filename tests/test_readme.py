@@ -51,6 +51,8 @@ def test_readme_command_runs(line, tmp_path):
         shared_path("data", "mnist")
     if "squeezenet" in line:
         shared_path("models", "squeezenet_v1.0")
+    if "onnx_example" in line:  # its static_files_dir is the toolbox's images in ../shared
+        shared_path("data", "images", "dvt_input_images")
     for name in ("settings", "model_zoo"):
         os.symlink(os.path.join(REPO, name), tmp_path / name)
     digit_png(tmp_path / "digit.png")
