@@ -62,11 +62,22 @@ def session_cache(tmp_path_factory):
         os.environ["CAFFEVIS_CACHE"] = previous
 
 
-def assert_directional_derivatives(objective, x, grad, rng, label, bound, trials=3, eps=1e-6):
-    """``grad`` against float64 central differences of ``objective`` along ``trials`` random
-    directions ``v``: ``|fd - grad . v| <= bound(fd, grad, v)`` for each."""
-    for trial in range(trials):
-        v = rng.normal(size=x.shape)
+def basis_directions(shape):
+    """Every unit vector of ``shape``: along these, :func:`assert_directional_derivatives`
+    checks the whole gradient, element by element (for small inputs)."""
+    for i in range(int(np.prod(shape))):
+        v = np.zeros(shape)
+        v.flat[i] = 1.0
+        yield v
+
+
+def assert_directional_derivatives(objective, x, grad, rng, label, bound, trials=3, eps=1e-6, directions=None):
+    """``grad`` against float64 central differences of ``objective`` along directions ``v``:
+    ``|fd - grad . v| <= bound(fd, grad, v)`` for each. The directions are ``trials`` random
+    normal ones unless given (``basis_directions(x.shape)``: every element)."""
+    if directions is None:
+        directions = (rng.normal(size=x.shape) for _ in range(trials))
+    for trial, v in enumerate(directions):
         fd = (objective(x + eps * v) - objective(x - eps * v)) / (2 * eps)
         analytic = float((np.asarray(grad, np.float64) * v).sum())
         assert abs(fd - analytic) <= bound(fd, grad, v), (label, trial, fd, analytic)

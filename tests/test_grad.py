@@ -168,17 +168,15 @@ def test_gradient_graph_matches_finite_differences_float64(path, blob):
     for layer, i in grads:
         layer_obj = next(l for l in cnet.layers if l.name == layer)
         base = layer_obj.blobs[i].astype(np.float64)
-        v = rng.normal(size=base.shape)
 
-        def with_param(delta):
-            layer_obj.blobs[i] = (base + delta * v).astype(np.float64)
+        def with_param(value):
+            layer_obj.blobs[i] = value.astype(np.float64)
             m, _ = convert(cnet, dtype=np.float64)
             return float((evaluator(m).run([blob], {"data": x})[0] * seed).sum())
 
-        fd = (with_param(eps) - with_param(-eps)) / (2 * eps)
+        assert_directional_derivatives(with_param, base, got[param_grad_name(layer, i)], rng, (layer, i), trials=1,
+                                       eps=eps, bound=lambda fd, grad, v: 1e-4 * max(1.0, abs(fd)))
         layer_obj.blobs[i] = base.astype(np.float32)
-        analytic = float((got[param_grad_name(layer, i)] * v).sum())
-        assert abs(fd - analytic) <= 1e-4 * max(1.0, abs(fd)), (layer, i, fd, analytic)
 
 
 def test_start_layer_differs_from_start_last_on_inactive_unit():

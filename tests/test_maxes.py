@@ -293,7 +293,8 @@ def test_make_unit_vis_regularized_calls_the_optimizer_tree(single, tmp_path):
 def test_both_ways_of_locating_maxima_give_the_same_file(single, locate):
     """'graph' (ArgMax in ONNX Runtime, the GPU default) and 'host' (the CPU default)."""
     from caffevis.model.net import Net
-    from caffevis.mining.scan import ChannelMaxima, ScanJob, run_scan
+    from caffevis.mining.channel_maxima import ChannelMaxima
+    from caffevis.mining.scan import ScanJob, run_scan
 
     config = load_maxes(single).config
     job = ScanJob(**config)
@@ -305,7 +306,7 @@ def test_both_ways_of_locating_maxima_give_the_same_file(single, locate):
 def test_channel_maxima_on_an_old_opset_foreign_onnx_model():
     from caffevis.lenet import mnist
     from caffevis.model.net import Net
-    from caffevis.mining.scan import ChannelMaxima
+    from caffevis.mining.channel_maxima import ChannelMaxima
 
     net = Net.from_onnx(shared_path("models", "mnist_onnx", "mnist-8.onnx"))  # opset 8, batch fixed at 1
     images, _ = mnist.load("test", shared_path("data", "mnist"))

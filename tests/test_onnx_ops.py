@@ -9,8 +9,6 @@ output_shape, groups and dilations, Slice with steps and several axes.
 Each layer's own forward graph must reproduce every tensor of the original graph, and both
 backward engines must give the gradient of a float64 evaluation of the original graph (onnx's
 reference evaluator) by central differences."""
-import functools
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -23,7 +21,7 @@ from caffevis.backward import Seed, backward, gradient_session
 from caffevis.model.net import Net
 from caffevis.model.onnx_import import import_onnx, plans_forward_model
 from caffevis.receptive import net_fields
-from conftest import rel_err
+from conftest import assert_directional_derivatives, basis_directions, rel_err
 
 
 def _graph(dtype=np.float32, lrn=True):
@@ -101,14 +99,6 @@ def test_layer_forward_reproduces_every_tensor(net):
     assert rel_err(blobs["l1"], c1 / (2.0 + 0.01 / 3 * window) ** 0.75) < 1e-6
 
 
-@functools.lru_cache(maxsize=None)
-def _numeric_gradient(unit):
-    """d out[0, unit] / d x by central differences on a float64 evaluation (no LRN)."""
-    seed = np.zeros((1, 5))
-    seed[0, unit] = 1.0
-    return _fd_gradient(_graph(np.float64, lrn=False), _input().astype(np.float64), seed, eps=1e-5)
-
-
 @pytest.mark.parametrize("engine", ["onnx", "numpy"])
 def test_backward_is_the_float64_gradient(engine):
     # without the LRN: onnx's reference LRN differs from the ONNX formula ORT computes (the
@@ -116,12 +106,10 @@ def test_backward_is_the_float64_gradient(engine):
     # CaffeNet against real Caffe)
     net = Net.from_onnx_model(_graph(lrn=False), force_cpu=True)
     x = _input().astype(np.float64)
-    unit = 2
-    numeric = _numeric_gradient(unit)
     seed = np.zeros((1, 5), np.float32)
-    seed[0, unit] = 1.0
+    seed[0, 2] = 1.0  # d out[0, 2] / d x
     got = backward(net, x.astype(np.float32), Seed("out", seed), engine=engine)
-    assert rel_err(got, numeric) < 1e-4
+    _assert_float64_gradient(_graph(np.float64, lrn=False), x, seed, got, engine, eps=1e-5)
     # below the LeakyRelu there is no Relu node: deconv and guided keep the exact gradients
     # (PRelu, Elu, the poolings, ...), as Captum does for modules other than nn.ReLU
     below = Seed("gm_out", np.array([[1.0, -2.0, 0.5, 3.0, -1.0]], np.float32))
@@ -212,19 +200,16 @@ def _evaluator64(model64):
         return lambda v: ref.run(None, {"x": v})[0]
 
 
-def _fd_gradient(model64, x, seed, eps=1e-6):
-    """d sum(seed * y) / dx by central differences on a float64 evaluation of the graph."""
+def _assert_float64_gradient(model64, x, seed, got, label, eps=1e-6):
+    """``got`` is d sum(seed * y) / dx: each element against central differences of a float64
+    evaluation of the graph, within 1e-4 of the gradient's largest element."""
     run = _evaluator64(model64)
 
-    def f(v):
+    def objective(v):
         return float((run(v) * seed).sum())
 
-    numeric = np.zeros_like(x)
-    for i in range(x.size):
-        step = np.zeros_like(x)
-        step.flat[i] = eps
-        numeric.flat[i] = (f(x + step) - f(x - step)) / (2 * eps)
-    return numeric
+    assert_directional_derivatives(objective, x, got, None, label, eps=eps, directions=basis_directions(x.shape),
+                                   bound=lambda fd, grad, v: 1e-4 * float(np.abs(grad).max()))
 
 
 VARIANTS = {
@@ -312,12 +297,11 @@ def test_operator_variant(name):
     assert net.blob_shapes["y"] == want.shape
     # both engines: the float64 gradient of a random projection of the output
     seed = np.random.RandomState(5).randn(*want.shape)
-    numeric = _fd_gradient(_variant(name, np.float64)[0], x.astype(np.float64), seed)
     ref64 = _evaluator64(_variant(name, np.float64)[0])(x.astype(np.float64))
     assert float(np.abs(ref64 - want).max()) <= 1e-5 * float(np.ptp(want))  # the reference is ORT's op
     for engine in ("onnx", "numpy"):
         got = backward(net, x, Seed("y", seed.astype(np.float32)), engine=engine)
-        assert rel_err(got, numeric) < 1e-4, engine
+        _assert_float64_gradient(_variant(name, np.float64)[0], x.astype(np.float64), seed, got, (name, engine))
     # receptive field: a unit's gradient lies inside its region, which its window spans
     fields, checked = net_fields(net)["y"], 0
     for y, xx in ((0, 0), (want.shape[2] - 1, want.shape[3] - 1), (want.shape[2] // 2, want.shape[3] // 2)):

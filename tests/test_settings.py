@@ -275,6 +275,10 @@ def test_text_style_groups_the_font_keys(tmp_path):
     assert isinstance(status, TextStyle) and status.clr == (0.1, 0.2, 0.3) and status.line_spacing == 5
     assert s.text_style("caffevis_class").thick == 3 and set(s.text_style("caffevis_class").colours) == {"clr_0", "clr_1"}
     assert s.text_style("help").fsize == 2.5 and s.text_style("caffevis_label").line_spacing is None
+    control = s.text_style("caffevis_control")
+    assert set(control.thick_variants) == {"selected", "cursor", "bp"} and status.thick_variants == {}
+    assert control.pen("bp") == (s.caffevis_control_clr_bp, s.caffevis_control_thick_bp)
+    assert control.pen() == (s.caffevis_control_clr, s.caffevis_control_thick)
     for prefix in ("help", "caffevis_control", "caffevis_status", "caffevis_class", "caffevis_label"):
         style = s.text_style(prefix)
         assert (style.face, style.loc, style.thick) == tuple(getattr(s, f"{prefix}_{k}") for k in ("face", "loc", "thick"))

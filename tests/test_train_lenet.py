@@ -15,7 +15,7 @@ from caffevis.model.caffe.to_onnx import convert
 from caffevis.cli import main
 from caffevis.backward import build_gradient_model, gradient_session, param_grad_name, unit_seed
 from caffevis.model.net import Net
-from conftest import REPO, fixture_arrays, fixture_net, rel_err, shared_path
+from conftest import REPO, assert_directional_derivatives, fixture_arrays, fixture_net, rel_err, shared_path
 
 ZOO = os.path.join(REPO, "model_zoo", "lenet")
 
@@ -207,16 +207,13 @@ def test_training_gradient_graph_matches_float64_finite_differences(tmp_path):
     eps = 1e-6
     for layer, arrays in params.items():
         for i, base in enumerate(arrays):
-            v = rng.standard_normal(base.shape)
-
-            def moved(delta):
+            def loss_at(value):
                 p = {k: list(a) for k, a in params.items()}
-                p[layer][i] = base + delta * v
+                p[layer][i] = value
                 return forward_loss(p)
 
-            fd = (moved(eps) - moved(-eps)) / (2 * eps)
-            analytic = float((got[param_grad_name(layer, i)] * v).sum())
-            assert abs(fd - analytic) <= 1e-6 * max(1.0, abs(fd)), (layer, i, fd, analytic)
+            assert_directional_derivatives(loss_at, base, got[param_grad_name(layer, i)], rng, (layer, i), trials=1,
+                                           eps=eps, bound=lambda fd, grad, v: 1e-6 * max(1.0, abs(fd)))
 
     # the float32 ORT session that training runs
     session = train.gradient_session({k: [a.astype(np.float32) for a in v] for k, v in params.items()}, len(x))

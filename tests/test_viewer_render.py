@@ -360,3 +360,31 @@ def test_layer_names_clipped_by_the_control_pane_do_not_catch_clicks(lenet_blobs
         for x in range(300, 460, 10):
             hit = R.hit_test(layout, st, x, y)
             assert hit is None or hit[0] == "unit", (x, y, hit)
+
+
+def test_text_blocks_are_drawn_with_their_flat_settings_keys():
+    """The status line and the layer names are drawn from their blocks' DeepVis keys (read as
+    one TextStyle each): pixel for pixel the OpenCV text those keys describe."""
+    cfg = ViewerConfig.from_overrides(
+        caffevis_status_face="FONT_HERSHEY_SIMPLEX", caffevis_status_clr=[0.2, 0.4, 0.6], caffevis_status_fsize=0.9,
+        caffevis_status_thick=2, caffevis_status_loc=[18, 7], caffevis_control_clr_bp=[0.6, 0.2, 0.0],
+        caffevis_control_thick_bp=3, caffevis_control_thick_selected=1, caffevis_control_fsize=1.4)
+    st = _state(cfg)
+    i, j, h, w = cfg.pane("caffevis_status")
+    pane = np.zeros((h, w, 3), np.uint8)
+    R.draw_status(pane, st, cfg, 12.5)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    want = np.zeros_like(pane)
+    cv2.putText(want, R.status_text(st, 12.5), (7, 18), font, R.cv_scale(font, 0.9), (153, 102, 51), 2, cv2.LINE_AA)
+    assert want.any()
+    np.testing.assert_array_equal(pane, want)
+    # layer names: the frozen layer in clr_bp / thick_bp, the selected one in clr_selected / thick_selected
+    st.handle("sel_down")
+    st.handle("back_mode")
+    st.handle("freeze_back_unit")
+    st.handle("sel_layer_right")
+    items = R.control_items(st, cfg)
+    face = cv2.FONT_HERSHEY_COMPLEX_SMALL  # the default caffevis_control_face
+    assert items[0] == ("conv1", face, 1.4, (0, 51, 153), 3)
+    assert items[1] == ("pool1", face, 1.4, (255, 255, 255), 1)
+    assert items[2] == ("conv2", face, 1.4, (204, 204, 204), 1)

@@ -20,6 +20,8 @@ sys.path.insert(0, REPO)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from caffevis.mining.layout import MAX_TREES, REGULARIZED_TREE  # noqa: E402
+
 SHARED = os.path.normpath(os.path.join(REPO, "..", "shared"))
 REFERENCE = os.path.join(SHARED, "published", "dvt_doc", "example_caffenet-yos_bus_wheel_unit.jpg")
 DEFAULT_IMAGE = os.path.join(SHARED, "data", "images", "dvt_input_images", "ILSVRC2012_val_00020333.jpg")
@@ -43,7 +45,7 @@ def main(argv=None):
     from caffevis.viewer.launch import build_viewer, open_settings
 
     jpg_dir = args.unit_jpg_dir or next((os.path.join(REPO, c) for c in JPG_DIR_CANDIDATES
-                                         if os.path.isdir(os.path.join(REPO, c, "max_im"))), None)
+                                         if os.path.isdir(os.path.join(REPO, c, MAX_TREES[0]))), None)
     overrides = {"window_panes": {k: list(v) for k, v in DEFAULT_WINDOW_PANES.items()}, "global_scale": 0.9,
                  "caffevis_layers_aspect_ratio": 1.0, "caffevis_control_line_spacing": 4,
                  # one line of layer names, as CaffeNet's in the reference: hide the fire modules' inner blobs
@@ -93,7 +95,7 @@ def main(argv=None):
 def _jpg_layers(root):
     """Layers present in a unit_jpg_vis tree (files are <kind>/<L>/<L>_NNNN[_montage].jpg; L may hold '/')."""
     layers = set()
-    for kind in ("regularized_opt", "max_im", "max_deconv"):
+    for kind in (REGULARIZED_TREE,) + MAX_TREES:
         top = os.path.join(root, kind)
         for dirpath, _, filenames in os.walk(top):
             for name in filenames:

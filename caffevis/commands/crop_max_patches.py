@@ -32,12 +32,10 @@ def register(sub):
 
 
 def run(args):
-    import os
-
+    from ..mining.layout import patch_layer_pattern
     from ..mining.maxes import load_maxes
     from ..mining.patches import crop_max_patches
     from ..model.net import Net
-    from ..paths import blob_file_name
 
     result = load_maxes(args.maxes)
     kinds = [kind for flag, kind in DO_FLAGS if getattr(args, "do_" + flag.replace("-", "_"))]
@@ -49,6 +47,6 @@ def run(args):
                      idx_end=args.idx_end, net=net, lrn=args.lrn, engine=args.engine, force_cpu=args.cpu,
                      datadir=args.datadir)
     done = kinds + (["info.txt"] if info else [])
-    print(f"wrote {os.path.join(args.outdir, blob_file_name(args.layer))}/unit_NNNN/ ({', '.join(done)})",
+    print(f"wrote {patch_layer_pattern(args.outdir, args.layer)} ({', '.join(done)})",
           file=sys.stderr)
     return 0

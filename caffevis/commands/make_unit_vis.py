@@ -49,7 +49,7 @@ def run(args):
     from ..mining.maxes import load_maxes
     from ..model.net import Net
     from ..images import write_image
-    from ..mining.layout import unit_jpg_path
+    from ..mining.layout import MONTAGE_TREE_OF_KIND, unit_jpg_path
     from ..mining.patches import make_max_tree, montage_from_patch_dir
 
     if args.from_optimize:
@@ -77,7 +77,7 @@ def run(args):
         units = _units(args, layer, result.layers[layer].channels)
         if args.from_patches:
             for unit in units:
-                for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
+                for kind, tree in MONTAGE_TREE_OF_KIND.items():
                     img = montage_from_patch_dir(args.from_patches, layer, unit, kind, args.n, args.min_tile)
                     write_image(unit_jpg_path(args.outdir, tree, layer, unit), img)
                     count += 1

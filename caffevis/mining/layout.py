@@ -1,4 +1,5 @@
-"""The unit_jpg_vis file tree: what ``make-unit-vis`` writes and the viewer's jpgvis pane reads.
+"""The per-unit file trees of mining: the unit_jpg_vis tree (what ``make-unit-vis`` writes and
+the viewer's jpgvis pane reads) and the ``crop-max-patches`` output folders.
 
 ::
 
@@ -12,6 +13,13 @@
 keep their slashes as nested folders; ONNX tensor names starting with '/' are flattened).
 A montage is four quadrants; each is trimmed by ``SMALL_PAD + LARGE_PAD`` pixels on every
 side when cut out (:func:`crop_to_corner`, DeepVis' reader), so writers lay cells out for it.
+
+``crop-max-patches`` writes, per unit (the original's ``crop_max_patches`` layout)::
+
+    <outdir>/<L>/unit_NNNN/<kind>_RRR.png       rank RRR's patch (kind: maxim, deconv, deconvnorm, ...)
+    <outdir>/<L>/unit_NNNN/info.txt             one line per rank: value, image, location
+
+``make-unit-vis --from-patches`` reads them back into the ``max_im`` / ``max_deconv`` montages.
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ from ..paths import blob_file_name
 SMALL_PAD = 1
 LARGE_PAD = 2
 MAX_TREES = ("max_im", "max_deconv")
+#: Patch kind -> the unit_jpg_vis tree of its 3x3 montages.
+MONTAGE_TREE_OF_KIND = {"maxim": "max_im", "deconv": "max_deconv"}
 REGULARIZED_TREE = "regularized_opt"
 
 
@@ -50,6 +60,26 @@ def whole_layer_path(root, layer):
 def unit_paths(root, layer, unit):
     """The three files of a unit: optimized montage, top-9 patches, their deconvs."""
     return (montage_path(root, layer, unit),) + tuple(unit_jpg_path(root, kind, layer, unit) for kind in MAX_TREES)
+
+
+def patch_unit_dir(outdir, layer, unit):
+    """``<outdir>/<L>/unit_NNNN``: one unit's ``crop-max-patches`` folder."""
+    return os.path.join(outdir, blob_file_name(layer), f"unit_{unit:04d}")
+
+
+def patch_layer_pattern(outdir, layer):
+    """``<outdir>/<L>/unit_NNNN/`` as text, for messages naming what was written."""
+    return os.path.join(outdir, blob_file_name(layer), "unit_NNNN", "")
+
+
+def patch_path(outdir, layer, unit, kind, rank):
+    """``<outdir>/<L>/unit_NNNN/<kind>_RRR.png``: the patch of the unit's ``rank``-th image (0: highest)."""
+    return os.path.join(patch_unit_dir(outdir, layer, unit), f"{kind}_{rank:03d}.png")
+
+
+def patch_info_path(outdir, layer, unit):
+    """``<outdir>/<L>/unit_NNNN/info.txt``."""
+    return os.path.join(patch_unit_dir(outdir, layer, unit), "info.txt")
 
 
 def crop_to_corner(img, corner, small_padding=SMALL_PAD, large_padding=LARGE_PAD):

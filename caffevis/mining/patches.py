@@ -25,9 +25,8 @@ from ..backward import Seed, backward
 from ..errors import InputError
 from ..images import write_image
 from ..imaging import norm01, norm01c, to_uint8  # noqa: F401  (re-exported for callers)
-from ..paths import blob_file_name
 from ..receptive import crop_region, net_fields
-from .layout import unit_jpg_path
+from .layout import MONTAGE_TREE_OF_KIND, patch_info_path, patch_path, patch_unit_dir, unit_jpg_path
 
 KINDS = ("maxim", "deconv", "deconvnorm", "backprop", "backpropnorm")
 #: Grey of the lines between montage tiles (as in the toolbox's published screenshot).
@@ -273,8 +272,7 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
     need = {k for k in kinds if not k.endswith("norm")} | {k[:-4] for k in kinds if k.endswith("norm")}
     for unit in tqdm(range(idx_begin, end), desc=f"crop-max-patches {layer}", unit="unit",
                      disable=not progress, file=sys.stderr):
-        unit_dir = os.path.join(outdir, blob_file_name(layer), f"unit_{unit:04d}")
-        os.makedirs(unit_dir, exist_ok=True)
+        os.makedirs(patch_unit_dir(outdir, layer, unit), exist_ok=True)
         if need:
             entries, crops = maker.unit(layer, unit, n, kinds=need)
         else:
@@ -282,9 +280,9 @@ def crop_max_patches(result, layer, outdir, n=9, kinds=KINDS, info=True, idx_beg
         for kind in kinds:
             base = kind[:-4] if kind.endswith("norm") else kind
             for e, crop in zip(entries, crops.get(base, [])):
-                write_image(os.path.join(unit_dir, f"{kind}_{e[0]:03d}.png"), to_uint8(render(kind, crop, maker.space)))
+                write_image(patch_path(outdir, layer, unit, kind, e[0]), to_uint8(render(kind, crop, maker.space)))
         if info:
-            with open(os.path.join(unit_dir, "info.txt"), "w", encoding="utf-8") as f:
+            with open(patch_info_path(outdir, layer, unit), "w", encoding="utf-8") as f:
                 f.write(INFO_HEADER + "\n")
                 for e in entries:
                     f.write(info_line(e, lm.spatial, result.images[e[2]]) + "\n")
@@ -322,7 +320,7 @@ def make_max_tree(result, layers, root, units=None, n=9, maker=None, progress=Tr
         for unit in tqdm(list(units if units is not None else range(lm.channels)), desc=f"make-unit-vis {layer}",
                          unit="unit", disable=not progress, file=sys.stderr):
             entries, crops = maker.unit(layer, unit, n, kinds=("maxim", "deconv"))
-            for kind, tree in (("maxim", "max_im"), ("deconv", "max_deconv")):
+            for kind, tree in MONTAGE_TREE_OF_KIND.items():
                 tiles = [render(kind, c, maker.space) for c in crops.get(kind, [])]
                 path = unit_jpg_path(root, tree, layer, unit)
                 write_image(path, montage(tiles, size=size))
@@ -335,10 +333,9 @@ def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9, min_tile=6
     tiles sized as :func:`make_max_tree`'s (the largest patch, enlarged to ``min_tile``)."""
     import cv2
 
-    unit_dir = os.path.join(patch_dir, blob_file_name(layer), f"unit_{unit:04d}")
     tiles = []
     for j in range(n):
-        path = os.path.join(unit_dir, f"{kind}_{j:03d}.png")
+        path = patch_path(patch_dir, layer, unit, kind, j)
         if not os.path.isfile(path):
             break
         img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -346,6 +343,7 @@ def montage_from_patch_dir(patch_dir, layer, unit, kind="maxim", n=9, min_tile=6
             raise InputError(f"{path}: not a readable image")
         tiles.append((img[:, :, ::-1] if img.ndim == 3 else img) / 255.0)
     if not tiles:
-        raise InputError(f"{unit_dir}: no {kind}_NNN.png patches (run crop-max-patches first)")
+        raise InputError(f"{patch_unit_dir(patch_dir, layer, unit)}: no {kind}_NNN.png patches "
+                         f"(run crop-max-patches first)")
     largest = (max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles))
     return montage(tiles, size=tile_size(largest, min_tile))

@@ -34,8 +34,14 @@ _SHARED_MNIST = "%DVT_ROOT%/../shared/data/mnist"
 
 @dataclasses.dataclass(frozen=True)
 class TextStyle:
-    """One text block of the viewer: the ``<prefix>_face/_loc/_line_spacing/_clr*/_fsize/_thick``
-    keys as one typed group (:meth:`caffevis.settings.Settings.text_style`)."""
+    """One text block of the viewer: the ``<prefix>_face/_loc/_line_spacing/_clr*/_fsize/_thick*``
+    keys as one typed group (:meth:`caffevis.settings.Settings.text_style`).
+
+    In the settings, ``face`` is a cv2 ``FONT_*`` name and colours are RGB in [0, 1]; the
+    viewer's copy (:meth:`caffevis.viewer.config.ViewerConfig.text_style`) holds the OpenCV
+    font id and BGR 0-255 colours. ``colours`` is keyed by suffix (``clr``, ``clr_bp``, ...),
+    ``thick_variants`` by the suffix after ``thick_`` (``bp``, ``cursor``, ...).
+    """
 
     face: str
     loc: tuple
@@ -43,11 +49,18 @@ class TextStyle:
     fsize: float
     thick: int
     line_spacing: int | None = None
+    thick_variants: dict = dataclasses.field(default_factory=dict)
 
     @property
     def clr(self):
         """The main colour (``<prefix>_clr``)."""
         return self.colours.get("clr")
+
+    def pen(self, variant=None):
+        """(colour, thickness) of the main text, or of a variant (``'bp'``: ``clr_bp``, ``thick_bp``)."""
+        if variant is None:
+            return self.clr, self.thick
+        return self.colours[f"clr_{variant}"], self.thick_variants.get(variant, self.thick)
 
 
 class Key:

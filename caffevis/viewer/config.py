@@ -7,6 +7,8 @@ only viewer module that knows how settings are spelled; everything else reads ``
 """
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 
 from ..errors import SettingsError
@@ -32,13 +34,14 @@ class ViewerConfig:
     ('derivative', DeepVis's LRN rule in deconv). ``input_space`` (an extra the launcher
     passes: the preprocessor's :class:`~caffevis.input_space.InputSpace`) is what the
     renderers ask for the net input's channel order; :meth:`input_space_for` builds one from
-    the settings when it was not given.
+    the settings when it was not given. :meth:`text_style` groups a text block's keys.
     """
 
     def __init__(self, settings: Settings, **extras):
         self.settings = settings
         self.input_space = None
         self._spaces = {}
+        self._text_styles = {}
         for key, spec in KEYS.items():
             value = getattr(settings, key)
             if spec.kind in _COLOR_KINDS:
@@ -80,6 +83,17 @@ class ViewerConfig:
 
             self._spaces[shape] = InputSpace.from_settings(self.settings, shape)
         return self._spaces[shape]
+
+    def text_style(self, prefix):
+        """The ``<prefix>_*`` text block as drawing needs it: a
+        :class:`~caffevis.settings.TextStyle` with the OpenCV font id and BGR 0-255 colours
+        (built once per prefix)."""
+        if prefix not in self._text_styles:
+            style = self.settings.text_style(prefix)
+            self._text_styles[prefix] = dataclasses.replace(
+                style, face=_font(style.face, f"{prefix}_face"),
+                colours={k: to_bgr255(v) for k, v in style.colours.items()})
+        return self._text_styles[prefix]
 
     def pane(self, name):
         """(i, j, h, w) of a pane, or None when the layout has no such pane."""

@@ -87,6 +87,14 @@ def put_text(img, text, org, face, fsize, clr, thick):
     cv2.putText(img, text, org, face, cv_scale(face, fsize), clr, thick, cv2.LINE_AA)
 
 
+def styled(text, style, pen=None):
+    """A :func:`typeset` item: ``text`` in a :class:`~caffevis.settings.TextStyle` (the viewer's,
+    :meth:`~caffevis.viewer.config.ViewerConfig.text_style`), drawn with ``pen`` = (bgr, thick)
+    or the style's main colour and thickness."""
+    clr, thick = pen or style.pen()
+    return text, style.face, style.fsize, clr, thick
+
+
 def typeset(pane, items, loc, line_spacing=0, wrap=False, between=" "):
     """Draw text items left to right from ``loc`` = (row of the first baseline, col).
 
@@ -267,8 +275,8 @@ def draw_layers(pane, state, units, kind, pad, back, back_img, config, labels, l
         layout.tiles = (origin[1], origin[0], scale, th, tw, rows, cols, n)
     if labels and state.layer in config.caffevis_label_layers and state.cursor_area == "bottom" \
             and state.selected_unit < len(labels):
-        typeset(pane, [(labels[state.selected_unit], config.caffevis_label_face, config.caffevis_label_fsize,
-                        config.caffevis_label_clr, config.caffevis_label_thick)], config.caffevis_label_loc)
+        style = config.text_style("caffevis_label")
+        typeset(pane, [styled(labels[state.selected_unit], style)], style.loc)
 
 
 def top_classes(probs, labels, k=5):
@@ -288,14 +296,14 @@ def draw_aux(pane, state, blobs, units, config, labels):
     prob_layer = config.caffevis_prob_layer
     if not (labels and state.show_label_predictions and blobs is not None and prob_layer in blobs):
         return
-    c0 = np.array(config.caffevis_class_clr_0, np.float32)
-    c1 = np.array(config.caffevis_class_clr_1, np.float32)
+    style = config.text_style("caffevis_class")
+    c0 = np.array(style.colours["clr_0"], np.float32)
+    c1 = np.array(style.colours["clr_1"], np.float32)
     items = []
     for name, p in top_classes(blobs[prob_layer], labels):
         clr = tuple(int(v) for v in np.round(c1 * p + c0 * (1 - p)))
-        items += [(f"{p:.2f} {name}", config.caffevis_class_face, config.caffevis_class_fsize, clr,
-                   config.caffevis_class_thick), None]
-    typeset(pane, items[:-1], config.caffevis_class_loc, line_spacing=config.caffevis_class_line_spacing)
+        items += [styled(f"{p:.2f} {name}", style, (clr, style.thick)), None]
+    typeset(pane, items[:-1], style.loc, line_spacing=style.line_spacing)
 
 
 def control_items(state, config):
@@ -304,25 +312,25 @@ def control_items(state, config):
     The cursor colour wins on the layer list; with the cursor on the units, a frozen back
     layer keeps its bluish colour even when it is the selected layer.
     """
+    style = config.text_style("caffevis_control")
     items = []
     for idx, layer in enumerate(state.layers):
-        clr, thick = config.caffevis_control_clr, config.caffevis_control_thick
+        variant = None
         frozen_here = state.backprop_selection_frozen and layer == state.backprop_layer
         if frozen_here:
-            clr, thick = config.caffevis_control_clr_bp, config.caffevis_control_thick_bp
+            variant = "bp"
         if idx == state.layer_idx:
             if state.cursor_area == "top":
-                clr, thick = config.caffevis_control_clr_cursor, config.caffevis_control_thick_cursor
+                variant = "cursor"
             elif not frozen_here:
-                clr, thick = config.caffevis_control_clr_selected, config.caffevis_control_thick_selected
-        items.append((config.pretty_name(layer), config.caffevis_control_face, config.caffevis_control_fsize,
-                      clr, thick))
+                variant = "selected"
+        items.append(styled(config.pretty_name(layer), style, style.pen(variant)))
     return items
 
 
 def draw_control(pane, state, config, layout, origin):
-    boxes = typeset(pane, control_items(state, config), config.caffevis_control_loc,
-                    line_spacing=config.caffevis_control_line_spacing, wrap=True)
+    style = config.text_style("caffevis_control")
+    boxes = typeset(pane, control_items(state, config), style.loc, line_spacing=style.line_spacing, wrap=True)
     # names wrapped below the pane are clipped: they must not catch clicks meant for the tiles
     ph = pane.shape[0]
     layout.control_boxes = [(i, x + origin[1], y + origin[0], w, min(h, ph - y))
@@ -347,8 +355,8 @@ def draw_jpgvis(pane, state, images, config):
 
 
 def draw_status(pane, state, config, fps):
-    typeset(pane, [(status_text(state, fps), config.caffevis_status_face, config.caffevis_status_fsize,
-                    config.caffevis_status_clr, config.caffevis_status_thick)], config.caffevis_status_loc)
+    style = config.text_style("caffevis_status")
+    typeset(pane, [styled(status_text(state, fps), style)], style.loc)
 
 
 def help_lines(bindings=None):
@@ -372,21 +380,21 @@ def draw_help(win, config):
     t, l, h, w = config.help_pane_loc
     box = win[int(t * H):int((t + h) * H), int(l * W):int((l + w) * W)]
     box[...] = (box * 0.7).astype(np.uint8)
-    face, fsize, clr, thick = config.help_face, config.help_fsize, config.help_clr, config.help_thick
-    tw = text_size(TITLE, face, fsize, thick)[0]
-    row = config.help_loc[0]
-    typeset(box, [(TITLE, face, fsize, clr, thick)], (row, max(0, (box.shape[1] - tw) // 2)))
-    line_h = line_height(face, fsize) + config.help_line_spacing
+    style = config.text_style("help")
+    tw = text_size(TITLE, style.face, style.fsize, style.thick)[0]
+    row, col = style.loc
+    typeset(box, [styled(TITLE, style)], (row, max(0, (box.shape[1] - tw) // 2)))
+    line_h = line_height(style.face, style.fsize) + style.line_spacing
     key_col = 120
     row += 2 * line_h
     for label, text in help_lines():
         if label is None:
             row += line_h // 2
-            typeset(box, [(text, face, fsize, clr, thick)], (row, config.help_loc[1]))
+            typeset(box, [styled(text, style)], (row, col))
         else:
-            kw = text_size(label, face, fsize, thick)[0]
-            typeset(box, [(label, face, fsize, clr, thick)], (row, config.help_loc[1] + key_col - kw))
-            typeset(box, [(text, face, fsize, clr, thick)], (row, config.help_loc[1] + key_col + 15))
+            kw = text_size(label, style.face, style.fsize, style.thick)[0]
+            typeset(box, [styled(label, style)], (row, col + key_col - kw))
+            typeset(box, [styled(text, style)], (row, col + key_col + 15))
         row += line_h
 
 
