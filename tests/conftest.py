@@ -62,10 +62,10 @@ def session_cache(tmp_path_factory):
         os.environ["CAFFEVIS_CACHE"] = previous
 
 
-def basis_directions(shape):
-    """Every unit vector of ``shape``: along these, :func:`assert_directional_derivatives`
-    checks the whole gradient, element by element (for small inputs)."""
-    for i in range(int(np.prod(shape))):
+def basis_directions(shape, flat_indices=None):
+    """The unit vectors of ``shape`` (those at ``flat_indices``, default every element): along
+    these, :func:`assert_directional_derivatives` checks the gradient element by element."""
+    for i in range(int(np.prod(shape))) if flat_indices is None else flat_indices:
         v = np.zeros(shape)
         v.flat[i] = 1.0
         yield v

@@ -1,5 +1,6 @@
 """Argument groups and their readers shared by several commands (one place, so the commands
 do not import each other)."""
+import argparse
 import os
 
 from ..io import load_npy
@@ -8,6 +9,23 @@ from ..io import load_npy
 def add_model_args(p):
     p.add_argument("model", help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")
+
+
+def settings_override(text):
+    """argparse type of ``--set KEY=VALUE``: (key, VALUE as YAML text); the value is parsed in
+    the command's run (:func:`caffevis.settings.parse_value`), where a bad one is a one-line
+    SettingsError."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE (VALUE in YAML)")
+    return key.strip(), value
+
+
+def add_set_args(p, example=None):
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, a list of (key, YAML text)."""
+    p.add_argument("--set", dest="overrides", action="append", type=settings_override, default=[],
+                   metavar="KEY=VALUE",
+                   help="override a settings key (repeatable)" + (f", e.g. --set {example}" if example else ""))
 
 
 def add_backward_rule_args(p):

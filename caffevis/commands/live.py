@@ -1,12 +1,5 @@
 """caffevis live [--settings settings/X.yaml] [--headless --keys "..." --frames N --save-frames DIR]"""
-import argparse
-
-
-def _override(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE (VALUE in YAML)")
-    return key.strip(), value  # parsed in run(), where a bad value is a one-line SettingsError
+from ._args import add_set_args
 
 
 def _parsed_overrides(pairs):
@@ -25,8 +18,7 @@ def register(sub):
     p.add_argument("--labels", metavar="FILE", help="label file, one per line (sets caffevis_labels)")
     p.add_argument("--preset", metavar="NAME", help="input convention: torchvision (RGB, /255, ImageNet mean "
                                                      "and std), rgb255 or caffe (BGR minus the ImageNet mean)")
-    p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
-                   help="override a settings key (repeatable), e.g. --set caffevis_unit_jpg_dir=unit_jpg_vis")
+    add_set_args(p, example="caffevis_unit_jpg_dir=unit_jpg_vis")
     src = p.add_argument_group("input (default: the settings' static_files_dir, plus camera/canvas)")
     src.add_argument("--images", metavar="DIR", help="folder of images (sorted by name)")
     src.add_argument("--image-list", metavar="FILE", help="file listing images, one per line")

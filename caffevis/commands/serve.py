@@ -1,5 +1,5 @@
 """caffevis serve [--settings S.yaml | --model M.onnx] [--host 127.0.0.1] [--port 8600] [--token T]"""
-from .live import _override
+from ._args import add_set_args
 
 
 def register(sub):
@@ -9,8 +9,7 @@ def register(sub):
                                    "given; any other host requires a token (printed in the URL).")
     p.add_argument("--settings", help="settings YAML (default settings/lenet.yaml)")
     p.add_argument("--model", help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel (replaces the settings' model)")
-    p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
-                   help="override a settings key (repeatable)")
+    add_set_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                                                        "address requires a token)")
     p.add_argument("--port", type=int, default=8600, help="port (default 8600; 0: any free port)")
