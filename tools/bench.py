@@ -55,8 +55,9 @@ def timeit_pair(fn, peer_fn, repeat=5, warmup=1, settle=SETTLE_S):
     return medians[0], (medians[1] if peer_fn is not None else None)
 
 
-def caffenet(seed=0):
-    """Full-width CaffeNet (official deploy prototxt) with seeded He-normal weights."""
+def caffenet(seed=0, threads=0):
+    """Full-width CaffeNet (official deploy prototxt) with seeded He-normal weights
+    (``threads``: ONNX Runtime intra-op threads, 0 = all cores)."""
     from caffevis.model.caffe.fillers import fill_weights
     from caffevis.model.caffe.reader import load_caffe
     from caffevis.model.caffe.to_onnx import convert
@@ -65,7 +66,7 @@ def caffenet(seed=0):
     cnet = fill_weights(load_caffe(os.path.join(SHARED, "models", "prototxt",
                                                 "bvlc_reference_caffenet_deploy.prototxt")), seed=seed, kind="he")
     model, _ = convert(cnet)
-    return Net.from_onnx_model(model)
+    return Net.from_onnx_model(model, threads=threads)
 
 
 def kernel_ms(model, feeds, runs=5):
@@ -182,7 +183,7 @@ def bench_serve(args):
     import tempfile
 
     from caffevis.settings import load_settings
-    from caffevis.viewer.web import WebViewer
+    from caffevis.viewer.web import JPEG_QUALITY, WebViewer, default_threads
     from caffevis.viewer.web.bench import measure_serve, write_noise_video
 
     from caffevis.viewer.bench import measure_fps
@@ -195,12 +196,16 @@ def bench_serve(args):
         # the peer: the same viewer's per-frame work without server or browser, just before
         peer = measure_fps(build_viewer(settings, video=video, headless=True, net=net), modes=("off", "grad"),
                            frames=10, layer="conv5")
-        server = WebViewer(settings, port=0, video=video, net=net).start()
+        # the server's net, with the threads `caffevis serve` gives it
+        threads = default_threads() if args.serve_threads is None else args.serve_threads
+        quality = JPEG_QUALITY if args.serve_jpeg_quality is None else args.serve_jpeg_quality
+        server = WebViewer(settings, port=0, video=video, net=caffenet(threads=threads), jpeg_quality=quality).start()
         try:
             r = measure_serve(server.url(), layer="conv5", seconds=args.serve_seconds, tabs=4)
         finally:
             server.stop()
-    print(f"serve, CaffeNet (random weights), {net.provider}, {os.cpu_count()} cores, load average "
+    print(f"serve, CaffeNet (random weights), {net.provider}, {os.cpu_count()} cores ({threads} ONNX Runtime "
+          f"threads), JPEG quality {quality}, load average "
           f"{os.getloadavg()[0]:.1f}; headless chromium on the same machine; video input (a forward per frame), "
           f"conv5 selected")
     for key, mode, label, target in (("fps_forward", "off", "forward + render", 20),
@@ -380,6 +385,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--frames", type=int, default=30, help="viewer frames per mode")
     parser.add_argument("--serve-seconds", type=float, default=5.0, help="serve: seconds per frame-rate measurement")
+    parser.add_argument("--serve-jpeg-quality", type=int, default=None,
+                        help="serve: JPEG quality of the frames (default: caffevis serve's)")
+    parser.add_argument("--serve-threads", type=int, default=None,
+                        help="serve: ONNX Runtime threads of the server's net (default: caffevis serve's)")
     parser.add_argument("--opt-iters", type=int, default=20, help="optimizer iterations timed per unit")
     parser.add_argument("--opt-units", type=int, default=8, help="optimizer units (one batch)")
     parser.add_argument("--dask-units", type=int, default=8, help="optimize-dask: units of the layer")

@@ -6,6 +6,20 @@ import os
 from ..io import load_npy
 
 
+def int_between(low, high):
+    """An argparse type: an integer in [low, high] (else argparse's one-line usage error, exit 2)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
 def add_model_args(p):
     p.add_argument("model", help="MODEL.onnx or DEPLOY.prototxt:WEIGHTS.caffemodel")
     p.add_argument("--cpu", action="store_true", help="force the CPU execution provider")

@@ -1,5 +1,6 @@
 """caffevis serve [--settings S.yaml | --model M.onnx] [--host 127.0.0.1] [--port 8600] [--token T]"""
-from ._args import add_set_args
+from ..viewer.web import JPEG_QUALITY, default_threads
+from ._args import add_set_args, int_between
 
 
 def register(sub):
@@ -18,6 +19,12 @@ def register(sub):
     p.add_argument("--video", metavar="FILE", help="video file each tab plays as its live input")
     p.add_argument("--cpu", action="store_true", default=None, help="force the CPU execution provider")
     p.add_argument("--engine", choices=("onnx", "numpy"), help="back-pass engine (default onnx)")
+    p.add_argument("--threads", type=int_between(1, 1024), default=None,
+                   help=f"ONNX Runtime threads of the forward and back passes (default {default_threads()}: every "
+                        "core but one, which draws and encodes a frame while the next one is computed)")
+    p.add_argument("--jpeg-quality", type=int_between(1, 100), default=JPEG_QUALITY,
+                   help=f"JPEG quality of the frames sent to the page (default {JPEG_QUALITY}; higher: crisper "
+                        "tiles, more bytes and decoding per frame; lower for slow links)")
     p.set_defaults(func=run)
 
 
@@ -25,7 +32,8 @@ def run(args):
     from ..viewer.web import WebViewer
 
     viewer = WebViewer(args.settings, args.model, args.host, args.port, args.token, images=args.images,
-                       video=args.video, overrides=dict(args.overrides), force_cpu=args.cpu, engine=args.engine)
+                       video=args.video, overrides=dict(args.overrides), force_cpu=args.cpu, engine=args.engine,
+                       threads=args.threads, jpeg_quality=args.jpeg_quality)
     print(f"caffevis serve: {viewer.hub.provider}; open {viewer.url()}", flush=True)
     if viewer.token and args.host not in ("127.0.0.1", "localhost"):
         print(f"  or, on this machine: {viewer.url('127.0.0.1')}", flush=True)

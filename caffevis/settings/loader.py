@@ -157,15 +157,17 @@ class Settings:
                 raise self.missing_file_error(key, path)
         return ("onnx" if len(keys) == 1 else "caffe"), tuple(getattr(self, k) for k in keys)
 
-    def open_net(self, force_cpu=None, cache_dir=None):
-        """Load the model the settings name (a :class:`caffevis.model.Net`)."""
+    def open_net(self, force_cpu=None, cache_dir=None, threads=0):
+        """Load the model the settings name (a :class:`caffevis.model.Net`; ``threads``: ONNX Runtime
+        intra-op threads, 0 = all cores)."""
         from ..model.net import Net
 
         kind, paths = self.model_spec()
         cpu = self.use_cpu if force_cpu is None else bool(force_cpu)
         if kind == "onnx":  # caffevis_data_hw fixes free spatial dimensions of the graph input
-            return Net.from_onnx(paths[0], force_cpu=cpu, cache_dir=cache_dir, input_size=self.caffevis_data_hw)
-        return Net.from_caffe(*paths, force_cpu=cpu, cache_dir=cache_dir)
+            return Net.from_onnx(paths[0], force_cpu=cpu, cache_dir=cache_dir, input_size=self.caffevis_data_hw,
+                                 threads=threads)
+        return Net.from_caffe(*paths, force_cpu=cpu, cache_dir=cache_dir, threads=threads)
 
     def labels(self):
         """Label names (from caffevis_labels or caffevis_label_names), or None."""

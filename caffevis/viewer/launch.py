@@ -66,10 +66,11 @@ class ViewerParts:
         return len(self.net.input_shape) == 4 and self.net.input_shape[1] == 1
 
 
-def open_parts(settings, images=None, image_list=None, mnist=None, force_cpu=None, net=None):
-    """Open the net, the preprocessor, the labels and the static files (see :func:`build_viewer`)."""
+def open_parts(settings, images=None, image_list=None, mnist=None, force_cpu=None, net=None, threads=0):
+    """Open the net, the preprocessor, the labels and the static files (see :func:`build_viewer`);
+    ``threads``: ONNX Runtime threads of the net opened here (0: all cores)."""
     config = ViewerConfig(settings)
-    net = net or settings.open_net(force_cpu=force_cpu)
+    net = net or settings.open_net(force_cpu=force_cpu, threads=threads)
     settings.check_net(net)
     preprocessor = Preprocessor.from_settings(settings, net.input_shape)
     config.input_space = preprocessor.space  # what the renderers ask for the channel order

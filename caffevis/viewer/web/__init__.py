@@ -8,6 +8,7 @@ decoded by :class:`caffevis.viewer.keys.KeyTable`, exactly as in the window.
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 import socket
 import threading
@@ -16,6 +17,18 @@ import time
 from ...errors import InputError
 
 DEFAULT_PORT = 8600
+#: JPEG quality of the frames: the layers grid's bytes (and the page's decoding time) grow
+#: about 1.5x from 80 to 90, for differences a live view does not show.
+JPEG_QUALITY = 80
+
+
+def default_threads():
+    """ONNX Runtime threads for the server: every core but one (at least one).
+
+    The draw thread renders and encodes one frame while the compute thread runs the next
+    forward; left all cores, the forward's threads and the draw thread take turns on them.
+    """
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def is_loopback(host):
@@ -68,10 +81,15 @@ class WebViewer:
         Settings keys to override.
     force_cpu, engine, net
         As :func:`caffevis.viewer.launch.build_viewer`.
+    threads : int, optional
+        ONNX Runtime threads of the net it opens (default :func:`default_threads`; unused with ``net``).
+    jpeg_quality : int
+        JPEG quality of the frames (1-100).
     """
 
     def __init__(self, settings=None, model=None, host="127.0.0.1", port=DEFAULT_PORT, token=None, images=None,
-                 video=None, overrides=None, force_cpu=None, engine=None, net=None):
+                 video=None, overrides=None, force_cpu=None, engine=None, net=None, threads=None,
+                 jpeg_quality=JPEG_QUALITY):
         import uvicorn
 
         from ...settings import model_overrides
@@ -85,13 +103,16 @@ class WebViewer:
             overrides.update(model_overrides(model))
         if settings is None or isinstance(settings, str):
             settings = open_settings(settings, overrides)
-        parts = open_parts(settings, images=images, force_cpu=force_cpu, net=net)
-        self.hub = Hub(parts, video=video, engine=engine)
+        threads = default_threads() if threads is None else threads
+        parts = open_parts(settings, images=images, force_cpu=force_cpu, net=net, threads=threads)
+        self.hub = Hub(parts, video=video, engine=engine, jpeg_quality=jpeg_quality)
         self.socket = open_socket(host, port)
         self.port = self.socket.getsockname()[1]
         self.host = host
         config = uvicorn.Config(create_app(self.hub, self.token), log_level="warning", lifespan="off",
-                                ws_max_size=MAX_UPLOAD_BYTES + (1 << 20), ws_ping_interval=20.0)
+                                ws_max_size=MAX_UPLOAD_BYTES + (1 << 20), ws_ping_interval=20.0,
+                                # frames are JPEG: deflating them costs both ends CPU and saves nothing
+                                ws_per_message_deflate=False)
         self.server = uvicorn.Server(config)
         self.thread = None
 

@@ -1,11 +1,13 @@
-"""The web viewer's shared side: one net, one compute thread, one :class:`LiveViewer` per tab.
+"""The web viewer's shared side: one net, a compute and a draw thread, one :class:`LiveViewer` per tab.
 
 Each browser tab is a :class:`Tab` holding its own :class:`~caffevis.viewer.app.LiveViewer`
 (state, input fetcher, digit canvas) built on the shared
-:class:`~caffevis.viewer.launch.ViewerParts`. The :class:`Hub`'s engine thread visits
-the tabs in turn and gives each at most one compute pass (forward and/or back) and one
-rendered frame per round, so a busy tab cannot starve another; the per-tab work that is
-waiting is one frame slot (newest wins), which is the bounded compute queue.
+:class:`~caffevis.viewer.launch.ViewerParts`. The :class:`Hub`'s compute thread visits
+the tabs in turn and gives each at most one compute pass (forward and/or back) per round;
+its draw thread visits them in turn and gives each at most one rendered frame per round,
+so a busy tab cannot starve another, and one tab's next forward runs while its last
+frame is drawn and encoded. The per-tab work that is waiting is one frame slot (newest
+wins), which is the bounded compute queue.
 
 Frames are the window image of :func:`caffevis.viewer.render.render`, cut into the panes
 that changed since the last frame the tab was sent, JPEG-encoded (:func:`encode_update`).
@@ -24,12 +26,12 @@ import numpy as np
 
 from .. import render as R
 from ..launch import viewer_from_parts
+from . import JPEG_QUALITY
 
 #: Frames sent to a tab and not yet acknowledged by the page before rendering for it pauses.
 MAX_UNACKED = 2
 #: Browser tabs served at once (each holds a viewer state, a canvas and frame buffers).
 MAX_TABS = 16
-JPEG_QUALITY = 90
 
 
 def changed_rects(prev, img, panes):
@@ -98,7 +100,7 @@ class Tab:
         if isinstance(seq, int) and self.acked < seq <= self.seq:
             self.acked = seq
 
-    def frame_message(self, provider):
+    def frame_message(self, provider, quality=JPEG_QUALITY):
         """Render the window; the message with what changed and the state it shows."""
         v = self.viewer
         fps = v.worker.fps()
@@ -109,7 +111,7 @@ class Tab:
         header = {"t": "frame", "seq": self.seq, "shape": list(img.shape[:2]), "state": state.snapshot(),
                   "status": R.status_text(state, fps), "top5": v.top5(), "input": v.fetcher.describe(),
                   "provider": provider, "compute_fps": fps, "panes": v.config.window_panes}
-        return encode_update(header, img, rects)
+        return encode_update(header, img, rects, quality)
 
 
 class Hub:
@@ -123,20 +125,23 @@ class Hub:
         A video file each tab plays as its live input.
     engine : str, optional
         Back-pass engine.
+    jpeg_quality : int
+        JPEG quality of the frames.
     """
 
-    def __init__(self, parts, video=None, engine=None):
+    def __init__(self, parts, video=None, engine=None, jpeg_quality=JPEG_QUALITY):
         self.parts = parts
+        self.jpeg_quality = int(jpeg_quality)
         self.video = video
         self.engine = engine
         self.tabs = {}
         self._closed = []  # tabs whose viewers are to be stopped
         self._lock = threading.Lock()  # the tab table
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the compute thread: new input, a key, a tab opened or closed
+        self._wake_draw = threading.Event()  # the draw thread: new results, a key, an acknowledged frame
         self._quit = False
         self._next_id = 0
-        self._order = 0  # round-robin start
-        self.thread = None
+        self.threads = []
 
     @property
     def provider(self):
@@ -179,66 +184,95 @@ class Hub:
         if tab is not None:
             tab.urgent = True
         self._wake.set()
+        self._wake_draw.set()
 
-    # -- the engine thread ------------------------------------------------------------------------
+    # -- the engine threads -----------------------------------------------------------------------
     def start(self):
-        self.thread = threading.Thread(target=self._run, name="caffevis-web-engine", daemon=True)
-        self.thread.start()
+        # Two threads, so that the next frame's forward runs while this one is drawn and encoded.
+        self.threads = [threading.Thread(target=loop, name=name, daemon=True)
+                        for loop, name in ((self._compute_loop, "caffevis-web-compute"),
+                                           (self._draw_loop, "caffevis-web-draw"))]
+        for thread in self.threads:
+            thread.start()
         return self
 
     def stop(self, timeout=3.0):
         self._quit = True
         self._wake.set()
-        if self.thread is not None:
-            self.thread.join(timeout)
+        self._wake_draw.set()
+        for thread in self.threads:
+            thread.join(timeout)
         for tab in list(self.tabs.values()):
             self.close_tab(tab)
         self._stop_closed()
 
-    def _run(self):
+    def _round(self, order):
+        """The open tabs, starting at a different one each round."""
+        with self._lock:
+            tabs = list(self.tabs.values())
+        k = order % len(tabs) if tabs else 0
+        return tabs[k:] + tabs[:k]
+
+    def _compute_loop(self):
+        order = 0
         while not self._quit:
-            self._stop_closed()
-            with self._lock:
-                tabs = list(self.tabs.values())
-            self._order += 1
-            if tabs:
-                k = self._order % len(tabs)
-                tabs = tabs[k:] + tabs[:k]
+            self._wake.clear()
+            self._stop_closed()  # here: this thread is the one reading the viewers' inputs
+            order += 1
+            did = False
+            for tab in self._round(order):
+                did = self._visit(tab, self.compute_tab) or did
+            if not did:
+                self._wake.wait(0.02)
+
+    def _draw_loop(self):
+        order = 0
+        while not self._quit:
+            self._wake_draw.clear()
+            order += 1
+            tabs = self._round(order)
             did = False
             for tab in tabs:
                 for waiting in tabs:  # before each turn: redraw the tabs a key or click changed
                     if waiting.urgent:
                         waiting.urgent = False
-                        did = self._visit(waiting, self.redraw) or did
-                did = self._visit(tab, self.serve_tab) or did
+                        did = self._visit(waiting, self.draw_tab, True) or did
+                did = self._visit(tab, self.draw_tab) or did
             if not did:
-                self._wake.wait(0.02)
-                self._wake.clear()
+                self._wake_draw.wait(0.02)
 
     @staticmethod
-    def _visit(tab, step):
+    def _visit(tab, step, *args):
         try:
-            return step(tab)
+            return step(tab, *args)
         except Exception as err:  # one tab's failure is its own: report it and go on
             tab.viewer.state.message = f"server error: {type(err).__name__}: {err}"
             return False
 
-    def redraw(self, tab):
-        """A frame of the current state and results, without new input or compute (after a key)."""
-        if tab.closed or not (tab.ready() and tab.viewer.drawing_stale):
+    def draw_tab(self, tab, urgent=False):
+        """A frame of the tab's newest state and results, when they changed and the page can take one.
+
+        While a forward or back pass for the tab is queued or running, only an ``urgent``
+        redraw (a key or click) is drawn: the input pane and the results it leads to arrive together.
+        """
+        v = tab.viewer
+        if tab.closed or not (tab.ready() and v.drawing_stale):
             return False
-        tab.send(tab.frame_message(self.provider))
+        if not urgent and (v.worker.busy or v.next_frame is not None):
+            return False
+        tab.send(tab.frame_message(self.provider, self.jpeg_quality))
         return True
 
-    def serve_tab(self, tab):
-        """One round for one tab: new input, one compute pass, one frame. True when work was done."""
+    def compute_tab(self, tab):
+        """One round of compute for one tab: new input, one forward and/or back pass. True when work was done."""
         v = tab.viewer
         if tab.closed:
             return False
         v.heartbeat()
-        ready = tab.ready()
-        if ready:  # a live source (video) is read only while the page keeps up
+        if tab.ready():  # a live source (video) is read only while the page keeps up
             v.fetcher.step()
         v.poll_input()
         did = v.worker.step()
-        return self.redraw(tab) or did
+        if did or v.drawing_stale:
+            self._wake_draw.set()
+        return did
