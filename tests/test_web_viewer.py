@@ -6,6 +6,7 @@ Checks read the page's state (``window.caffevis``) and the screenshot's pixels.
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -429,3 +430,47 @@ def test_cli_on_all_interfaces_prints_a_token_url():
     bad = subprocess.run([sys.executable, "-m", "caffevis", "serve", "--host", "0.0.0.0", "--token", "abc"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "--token" in bad.stderr
+
+
+
+def _quantization_tables(jpeg):
+    """The DQT segments of a JPEG (the tables its quality setting chose)."""
+    tables, i = [], 2
+    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF and jpeg[i + 1] != 0xDA:  # up to the scan
+        length = struct.unpack(">H", jpeg[i + 2:i + 4])[0]
+        if jpeg[i + 1] == 0xDB:
+            tables.append(bytes(jpeg[i + 4:i + 2 + length]))
+        i += 2 + length
+    return tables
+
+
+def test_frames_are_not_deflated_and_have_the_jpeg_quality_asked_for():
+    """JPEG frames go over the WebSocket as they are (no permessage-deflate: it cost both ends
+    CPU for nothing), each JPEG at the server's ``jpeg_quality``; a bad --jpeg-quality is one line."""
+    from websockets.sync.client import connect
+
+    def tables_at(quality):
+        return _quantization_tables(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8),
+                                                 [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())
+
+    assert tables_at(55) != tables_at(80)
+    url = serve(LENET, port=0, jpeg_quality=55)
+    try:
+        ws_url = url.replace("http://", "ws://").rstrip("/") + "/ws"
+        with connect(ws_url, open_timeout=10, compression="deflate") as ws:
+            assert "permessage-deflate" not in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+            message = ws.recv(timeout=30)
+    finally:
+        url.stop()
+    n = struct.unpack(">I", message[:4])[0]
+    header = json.loads(message[4:4 + n])
+    offset = 4 + n
+    assert header["rects"]
+    for x, y, w, h, size in header["rects"]:
+        jpeg = message[offset:offset + size]
+        offset += size
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (h, w)
+        assert _quantization_tables(jpeg) == tables_at(55)
+    bad = subprocess.run([sys.executable, "-m", "caffevis", "serve", "--jpeg-quality", "0"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "--jpeg-quality" in bad.stderr.strip().splitlines()[-1]
