@@ -211,6 +211,37 @@ def test_lenet_mnist_digits_and_canvas(lenet_settings):
     assert (pane(recs[5]["image"], inp) == 0).all()  # so did x
 
 
+
+def test_input_pane_shows_new_input_at_once_or_with_its_results(lenet_settings):
+    """The window (DeepVis) shows a new input before its forward; the web viewer's setting draws
+    the input its shown results came from, so a frame's input pane and activations always match."""
+    viewer = build_viewer(lenet_settings, headless=True)
+    inp = viewer.config.window_panes["input"]
+
+    def settle():
+        viewer.heartbeat()
+        while viewer.fetcher.step() or viewer.worker.step():
+            viewer.poll_input()
+        viewer.poll_input()
+        viewer.worker.step()
+
+    settle()
+    first = pane(viewer.render(), inp).copy()
+    one = np.zeros((28, 28), np.uint8)
+    cv2.line(one, (14, 4), (14, 24), 255, 3)
+    viewer.fetcher.show(cv2.cvtColor(one, cv2.COLOR_GRAY2BGR), "a one")
+    viewer.poll_input()  # the new input is handed over; its forward has not run
+    assert viewer.next_frame is not None
+    shown_now = pane(viewer.render(), inp).copy()
+    viewer.input_pane_follows_results = True
+    shown_with_results = pane(viewer.render(), inp).copy()
+    assert not np.array_equal(shown_now, first)  # the window: the new input at once
+    assert np.array_equal(shown_with_results, first)  # the web viewer: still the input of the results
+    viewer.worker.step()  # the forward of the new input
+    assert viewer.top5()[0][0] == "1"
+    assert np.array_equal(pane(viewer.render(), inp), shown_now)
+
+
 def test_lenet_cli_headless_writes_frames(lenet_settings, tmp_path):
     from caffevis.cli import main
 

@@ -64,6 +64,9 @@ class LiveViewer:
         self.next_frame = None
         self.last_key_time = 0.0
         self.drawing_stale = True
+        # DeepVis shows a new input at once, before its results; the web viewer draws the input
+        # the shown results came from (its frames are drawn while the next forward runs).
+        self.input_pane_follows_results = False
         self.quit = False
         self.layout = R.Layout()
         self.computer = Computer(net, preprocessor, lrn=config.caffevis_back_lrn, engine=engine)
@@ -172,6 +175,9 @@ class LiveViewer:
     def pane_images(self):
         """The images the renderer needs now; queues jpg loads that are missing."""
         _, frame = self.fetcher.get_frame()
+        latest = self.worker.latest
+        if self.input_pane_follows_results and latest is not None and latest.frame is not None:
+            frame = latest.frame
         images = {"input": None if frame is None else frame.image}
         st = self.state
         if self.jpg is not None:

@@ -20,10 +20,11 @@ from .worker import HeartbeatWorker
 
 @dataclass
 class ForwardResult:
-    """The blobs of one frame (batch of one) and the input blob they came from."""
+    """The blobs of one frame (batch of one), the input blob and the frame they came from."""
 
     data: np.ndarray  # (1, C, H, W) preprocessed input
     blobs: dict  # blob -> array with the batch axis
+    frame: object = None  # the Frame (sources.Frame) preprocessed into ``data``
 
 
 class Computer:
@@ -39,7 +40,7 @@ class Computer:
         """Preprocess a :class:`~caffevis.viewer.sources.Frame` and run the net."""
         image = frame.net_image if frame.net_image is not None else frame.image
         data = self.preprocessor.preprocess(image, mode="stretch")
-        return ForwardResult(data, self.net.forward(data))
+        return ForwardResult(data, self.net.forward(data), frame)
 
     def backward(self, fwd, key):
         """Back pass for ``key`` = (back mode, layer, unit); a :class:`BackResult`."""

@@ -91,6 +91,7 @@ class Tab:
         self.prev = None  # the window image the page shows (after the frames sent)
         self.closed = False
         self.urgent = False  # a key or click changed the state: redraw before the next tab's turn
+        self.drawn_results = (None, None)  # the compute results (forward, back) of the last frame
 
     def ready(self):
         """Whether the page can take another frame."""
@@ -104,6 +105,7 @@ class Tab:
         """Render the window; the message with what changed and the state it shows."""
         v = self.viewer
         fps = v.worker.fps()
+        self.drawn_results = (v.worker.latest, v.worker.back)  # before drawing: newer ones draw again
         img, state = v.render_with_state(fps)
         rects = changed_rects(self.prev, img, v.config.window_panes)
         self.prev = img
@@ -157,6 +159,7 @@ class Hub:
             tab_id = self._next_id
         viewer = viewer_from_parts(self.parts, video=self.video, headless=True, engine=self.engine)
         viewer.worker.pause_after_keys = 0.0  # every tab gets its turn; nothing to debounce
+        viewer.input_pane_follows_results = True
         if viewer.jpg is not None:
             viewer.jpg.start()
         tab = Tab(tab_id, viewer, send)
@@ -252,13 +255,15 @@ class Hub:
     def draw_tab(self, tab, urgent=False):
         """A frame of the tab's newest state and results, when they changed and the page can take one.
 
-        While a forward or back pass for the tab is queued or running, only an ``urgent``
-        redraw (a key or click) is drawn: the input pane and the results it leads to arrive together.
+        New results are drawn (with the input they came from) even while the next forward
+        runs. A change without new results while a forward or back pass is queued or running
+        (a new input: its results are coming) waits for them, unless ``urgent`` (a key or click).
         """
         v = tab.viewer
         if tab.closed or not (tab.ready() and v.drawing_stale):
             return False
-        if not urgent and (v.worker.busy or v.next_frame is not None):
+        new_results = any(a is not b for a, b in zip(tab.drawn_results, (v.worker.latest, v.worker.back)))
+        if not (urgent or new_results) and (v.worker.busy or v.next_frame is not None):
             return False
         tab.send(tab.frame_message(self.provider, self.jpeg_quality))
         return True
