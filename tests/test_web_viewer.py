@@ -116,6 +116,11 @@ def server_tabs(url):
         return sorted(hub.tabs.values(), key=lambda t: t.id)
 
 
+def ws_url(url):
+    """The WebSocket address of the page at ``url`` (without its query: add a token yourself)."""
+    return url.split("?")[0].replace("http://", "ws://").rstrip("/") + "/ws"
+
+
 # -- without a browser ---------------------------------------------------------------------------------
 def test_browser_keys_decode_to_the_window_table():
     table = KeyTable()
@@ -307,10 +312,10 @@ def test_garbage_floods_and_disconnects_do_not_disturb_other_tabs(server, browse
     from websockets.sync.client import connect
 
     page = open_tab(browser, server)
-    ws_url = server.replace("http://", "ws://").rstrip("/") + "/ws"
+    websocket = ws_url(server)
     try:
         for _ in range(3):
-            with connect(ws_url) as ws:
+            with connect(websocket) as ws:
                 ws.recv(timeout=10)  # a frame
                 for msg in ["not json", "[1,2]", '{"t": "key", "key": 5}', '{"t": "mouse", "e": "down", "x": "a"}',
                             json.dumps({"t": "ack", "seq": 10 ** 9}), "x" * 10000, b"\x00garbage bytes"]:
@@ -318,7 +323,7 @@ def test_garbage_floods_and_disconnects_do_not_disturb_other_tabs(server, browse
                 for _ in range(2000):  # a key flood
                     ws.send('{"t": "key", "key": "ArrowRight"}')
             # the with-block closed the socket with frames still in flight
-        with connect(ws_url) as ws:
+        with connect(websocket) as ws:
             ws.recv(timeout=10)
             ws.send('{"t": "key", "key": "b"}')
             ws.socket.shutdown(2)  # gone without a closing handshake, mid-stream
@@ -339,10 +344,10 @@ def test_a_client_that_never_acknowledges_gets_at_most_two_frames(server, browse
     from caffevis.viewer.web.hub import MAX_UNACKED
 
     page = open_tab(browser, server)
-    ws_url = server.replace("http://", "ws://").rstrip("/") + "/ws"
+    websocket = ws_url(server)
     try:
         known = {t.id for t in server_tabs(server)}
-        with connect(ws_url) as ws:
+        with connect(websocket) as ws:
             deadline = time.time() + 10
             while not [t for t in server_tabs(server) if t.id not in known] and time.time() < deadline:
                 time.sleep(0.02)
@@ -394,7 +399,7 @@ def test_token_protected_server_refuses_requests_without_it(browser):
         assert url.endswith("?token=test-token-1234")
         assert _status(base) == 403 and _status(base + "?token=wrong-token-000") == 403
         assert _status(url) == 200
-        ws = base.replace("http://", "ws://") + "ws"
+        ws = ws_url(url)
         assert _ws_status(ws) == 403 and _ws_status(ws + "?token=nope") == 403
         assert _ws_status(ws + "?token=test-token-1234", origin="http://evil.example") == 403
         assert _ws_status(ws + "?token=test-token-1234") == 101
@@ -456,8 +461,7 @@ def test_frames_are_not_deflated_and_have_the_jpeg_quality_asked_for():
     assert tables_at(55) != tables_at(80)
     url = serve(LENET, port=0, jpeg_quality=55)
     try:
-        ws_url = url.replace("http://", "ws://").rstrip("/") + "/ws"
-        with connect(ws_url, open_timeout=10, compression="deflate") as ws:
+        with connect(ws_url(url), open_timeout=10, compression="deflate") as ws:
             assert "permessage-deflate" not in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
             message = ws.recv(timeout=30)
     finally:

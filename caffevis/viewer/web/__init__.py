@@ -1,6 +1,6 @@
 """The viewer in a web browser (``caffevis serve``, :func:`serve`).
 
-:mod:`.hub` holds the shared net, the per-tab viewers and the engine thread;
+:mod:`.hub` holds the shared net, the per-tab viewers and the compute and draw threads;
 :mod:`.server` the Starlette application (page, WebSocket, token and origin checks);
 ``page.html`` the page. Frames are drawn by :func:`caffevis.viewer.render.render`, keys
 decoded by :class:`caffevis.viewer.keys.KeyTable`, exactly as in the window.

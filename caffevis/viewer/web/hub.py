@@ -79,7 +79,7 @@ def _plain(value):
 class Tab:
     """One browser tab: its viewer and what it was last sent.
 
-    ``send`` is called (from the engine thread) with each encoded frame; it must not block.
+    ``send`` is called (from the draw thread) with each encoded frame; it must not block.
     """
 
     def __init__(self, tab_id, viewer, send):
@@ -117,7 +117,7 @@ class Tab:
 
 
 class Hub:
-    """The shared net and the engine thread serving every tab.
+    """The shared net and the compute and draw threads serving every tab.
 
     Parameters
     ----------
@@ -169,7 +169,7 @@ class Hub:
         return tab
 
     def close_tab(self, tab):
-        """Drop a tab; its viewer is stopped by the engine thread (which may be reading its video now)."""
+        """Drop a tab; its viewer is stopped by the compute thread (which may be reading its video now)."""
         tab.closed = True
         with self._lock:
             self.tabs.pop(tab.id, None)

@@ -114,7 +114,7 @@ class TabConnection:
         self.tab = None
 
     def post(self, message):
-        """From the engine thread: hand a frame to the sender (it keeps only the newest)."""
+        """From the draw thread: hand a frame to the sender (it keeps only the newest)."""
         def put():
             self.outbox = message
             self.ready.set()
