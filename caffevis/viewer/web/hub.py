@@ -92,6 +92,7 @@ class Tab:
         self.closed = False
         self.urgent = False  # a key or click changed the state: redraw before the next tab's turn
         self.drawn_results = (None, None)  # the compute results (forward, back) of the last frame
+        self.visited = False  # by the compute thread: its first input has been handed over
 
     def ready(self):
         """Whether the page can take another frame."""
@@ -257,13 +258,15 @@ class Hub:
 
         New results are drawn (with the input they came from) even while the next forward
         runs. A change without new results while a forward or back pass is queued or running
-        (a new input: its results are coming) waits for them, unless ``urgent`` (a key or click).
+        (a new input: its results are coming) waits for them, unless ``urgent`` (a key or click);
+        so does a new tab's first frame until the compute thread has had its first look at it.
         """
         v = tab.viewer
         if tab.closed or not (tab.ready() and v.drawing_stale):
             return False
         new_results = any(a is not b for a, b in zip(tab.drawn_results, (v.worker.latest, v.worker.back)))
-        if not (urgent or new_results) and (v.worker.busy or v.next_frame is not None):
+        pending = not tab.visited or v.worker.busy or v.next_frame is not None
+        if pending and not (urgent or new_results):
             return False
         tab.send(tab.frame_message(self.provider, self.jpeg_quality))
         return True
@@ -278,6 +281,7 @@ class Hub:
             v.fetcher.step()
         v.poll_input()
         did = v.worker.step()
+        tab.visited = True
         if did or v.drawing_stale:
             self._wake_draw.set()
         return did
