@@ -416,8 +416,9 @@ def test_loopback_server_refuses_other_host_names(server):
 
 def test_cli_on_all_interfaces_prints_a_token_url():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # --set values are YAML, as for `caffevis live` (a boolean here)
     proc = subprocess.Popen([sys.executable, "-m", "caffevis", "serve", "--settings", LENET, "--host", "0.0.0.0",
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                             "--port", "0", "--set", "caffevis_force_cpu=true"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=REPO)
     try:
         line = ""

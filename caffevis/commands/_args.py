@@ -35,6 +35,15 @@ def settings_override(text):
     return key.strip(), value
 
 
+def parsed_overrides(pairs):
+    """The ``--set`` pairs of :func:`add_set_args` as a settings-override dict: each value parsed
+    as YAML (a bad one is a one-line SettingsError); ``null`` clears the key."""
+    from ..settings import NULL, parse_value
+
+    parsed = {key: parse_value(value, f"--set {key}") for key, value in pairs}
+    return {key: NULL if value is None else value for key, value in parsed.items()}
+
+
 def add_set_args(p, example=None):
     """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, a list of (key, YAML text)."""
     p.add_argument("--set", dest="overrides", action="append", type=settings_override, default=[],

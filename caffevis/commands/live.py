@@ -1,12 +1,5 @@
 """caffevis live [--settings settings/X.yaml] [--headless --keys "..." --frames N --save-frames DIR]"""
-from ._args import add_set_args
-
-
-def _parsed_overrides(pairs):
-    from ..settings import NULL, parse_value
-
-    parsed = {key: parse_value(value, f"--set {key}") for key, value in pairs}
-    return {key: NULL if value is None else value for key, value in parsed.items()}  # "null" clears the key
+from ._args import add_set_args, parsed_overrides
 
 
 def register(sub):
@@ -67,7 +60,7 @@ def run(args):
     # another model without a settings file: the default file's model-specific keys do not apply
     overrides = dict(MODEL_NEUTRAL) if args.model and not args.settings else {}
     overrides.update(preset_overrides(args.preset) if args.preset else {})
-    overrides.update(_parsed_overrides(args.overrides))
+    overrides.update(parsed_overrides(args.overrides))
     if args.model:
         overrides.update(model_overrides(args.model))
     if args.labels:

@@ -1,6 +1,6 @@
 """caffevis serve [--settings S.yaml | --model M.onnx] [--host 127.0.0.1] [--port 8600] [--token T]"""
 from ..viewer.web import JPEG_QUALITY, default_threads
-from ._args import add_set_args, int_between
+from ._args import add_set_args, int_between, parsed_overrides
 
 
 def register(sub):
@@ -32,8 +32,8 @@ def run(args):
     from ..viewer.web import WebViewer
 
     viewer = WebViewer(args.settings, args.model, args.host, args.port, args.token, images=args.images,
-                       video=args.video, overrides=dict(args.overrides), force_cpu=args.cpu, engine=args.engine,
-                       threads=args.threads, jpeg_quality=args.jpeg_quality)
+                       video=args.video, overrides=parsed_overrides(args.overrides), force_cpu=args.cpu,
+                       engine=args.engine, threads=args.threads, jpeg_quality=args.jpeg_quality)
     print(f"caffevis serve: {viewer.hub.provider}; open {viewer.url()}", flush=True)
     if viewer.token and args.host not in ("127.0.0.1", "localhost"):
         print(f"  or, on this machine: {viewer.url('127.0.0.1')}", flush=True)
