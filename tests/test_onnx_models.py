@@ -242,6 +242,14 @@ def test_torchvision_preset_normalizes_like_torchvision(tmp_path):
     ref = ((image / 255.0 - mean) / std).transpose(2, 0, 1)  # RGB, as torchvision's transforms
     assert np.abs(x - ref).max() < 1e-5
     assert np.abs(pre.deprocess(x) - image).max() < 1e-3
+    # find-maxes' preparer (its job config from the same settings) normalizes the same way
+    from caffevis.mining.scan import ScanJob, make_preparer, preprocess_from_settings
+
+    job = ScanJob(model="m.onnx", source={"kind": "files", "path": str(tmp_path)}, blobs=["logits"],
+                  preprocess=dict(preprocess_from_settings(settings), geometry="stretch"))
+    prepared = make_preparer(job, net)(image)
+    assert np.abs(prepared - Preprocessor.from_settings(settings, net.input_shape).preprocess(
+        image, mode="stretch")[0]).max() < 1e-6
     with pytest.raises(Exception, match="caffevis_data_std"):
         Preprocessor.from_settings(settings.replace(caffevis_data_std=[1.0, 2.0]), net.input_shape)
 

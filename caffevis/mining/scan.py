@@ -69,10 +69,13 @@ def preprocess_from_settings(settings) -> dict:
     mean = settings.caffevis_data_mean
     if mean is not None and not isinstance(mean, str):
         mean = np.asarray(mean, np.float64).tolist()
-    return {"mean": mean, "channel_swap": list(settings.caffe_net_channel_swap or []) or None,
-            "raw_scale": float(settings.caffevis_raw_scale),
-            "input_scale": float(settings.caffevis_input_scale) if settings.caffevis_input_scale else None,
-            "geometry": "offline"}
+    pre = {"mean": mean, "channel_swap": list(settings.caffe_net_channel_swap or []) or None,
+           "raw_scale": float(settings.caffevis_raw_scale),
+           "input_scale": float(settings.caffevis_input_scale) if settings.caffevis_input_scale else None,
+           "geometry": "offline"}
+    if settings.caffevis_data_std is not None:  # only then: a job config without it stays as it was
+        pre["std"] = np.asarray(settings.caffevis_data_std, np.float64).ravel().tolist()
+    return pre
 
 
 def make_preparer(job: ScanJob, net):
@@ -82,7 +85,8 @@ def make_preparer(job: ScanJob, net):
     Built on :class:`caffevis.preprocess.Preprocessor`. Keys of ``job.preprocess`` (all
     optional): ``mean`` (None, a number, a per-channel list in net channel order, or a
     ``.npy`` / ``.binaryproto`` path), ``channel_swap`` (default [2, 1, 0]: RGB -> BGR),
-    ``raw_scale`` (default 1, on 0–255 images), ``input_scale`` (LeNet 0.00390625),
+    ``raw_scale`` (default 1, on 0–255 images), ``std`` (per channel, after the mean; default
+    none), ``input_scale`` (LeNet 0.00390625),
     ``geometry`` and ``image_dims``.
 
     ``geometry`` ``'offline'`` (default) is the original offline tools' pipeline: resize
@@ -98,7 +102,7 @@ def make_preparer(job: ScanJob, net):
     dims = p.get("image_dims") or [int(round(h * 256 / 227)), int(round(w * 256 / 227))]
     pre = Preprocessor(net.input_shape, channel_swap=p.get("channel_swap") or (2, 1, 0),
                        raw_scale=p.get("raw_scale") or 1.0, mean=p.get("mean"), input_scale=p.get("input_scale"),
-                       offline_dims=dims)
+                       std=p.get("std"), offline_dims=dims)
     geometry = p.get("geometry", "offline")
     if job.source["kind"] == "idx":
         def prepare_digit(img):
