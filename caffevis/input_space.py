@@ -185,12 +185,6 @@ class InputSpace:
         img = img.astype(np.float32)
         return img[0] if single else img
 
-    def mean_image(self) -> np.ndarray:
-        """The mean as an input-sized (C, H, W) float32 array (zeros when there is none)."""
-        if self._mean32 is None:
-            return np.zeros(self.shape, np.float32)
-        return np.broadcast_to(self._mean32, self.shape).astype(np.float32)
-
     # -- the optimizer's view ---------------------------------------------------------------
     @cached_property
     def _per_channel(self) -> np.ndarray:

@@ -136,11 +136,6 @@ class Preprocessor:
             chw = self.space.swap_channels(x.transpose(2, 0, 1))
         return self.space.to_net(chw)
 
-    def scale_and_center(self, chw) -> np.ndarray:
-        """Raw scale, mean subtraction and input scale on values in net channel order
-        (:meth:`InputSpace.to_net`)."""
-        return self.space.to_net(chw)
-
     def preprocess(self, images, mode=None) -> np.ndarray:
         """RGB image(s) in 0-255 -> the net input, float32 (N, C, H, W).
 
@@ -166,10 +161,6 @@ class Preprocessor:
     def deprocess(self, blob, clip=True, rgb=True) -> np.ndarray:
         """Input blob(s) -> image(s) for display (:meth:`InputSpace.from_net`)."""
         return self.space.from_net(blob, clip=clip, rgb=rgb)
-
-    def mean_image(self) -> np.ndarray:
-        """The mean as an input-sized (C, H, W) float32 array (zeros when there is none)."""
-        return self.space.mean_image()
 
 
 def _resize(image, height, width):

@@ -23,14 +23,11 @@ class Seed:
         Set when ``values`` is zero outside this one channel (axis 1) in every image:
         the gradient graph then computes that channel alone at the seeded layer. The
         caller knows it (a unit, a channel's map); None: a general diff.
-    unit : tuple, optional
-        The seeded unit's spatial position (y, x), for the record.
     """
 
     blob: str
     values: np.ndarray
     channel: Optional[int] = None
-    unit: Optional[tuple] = None
 
     def __post_init__(self):
         self.values = np.asarray(self.values, dtype=np.float32)

@@ -1,5 +1,4 @@
 """caffevis find-maxes [MODEL] --images PATH --layers conv1,conv2 -o maxes.h5; caffevis merge-maxes"""
-import os
 import sys
 
 DEFAULT_LAYER_TYPES = ("Convolution", "Deconvolution", "InnerProduct", "Softmax")

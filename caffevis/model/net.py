@@ -192,10 +192,6 @@ class Net:
     def provider(self) -> str:
         return self._session.get_providers()[0]
 
-    @property
-    def is_caffe(self) -> bool:
-        return bool(self.layers)
-
     def require_layers(self, feature: str):
         """ModelError naming what keeps ``feature`` (backward, receptive fields, …) from
         this net: the ONNX node without a layer type."""

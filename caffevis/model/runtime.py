@@ -90,9 +90,6 @@ class Session:
     def get_outputs(self):
         return self._inner.get_outputs()
 
-    def get_inputs(self):
-        return self._inner.get_inputs()
-
     def end_profiling(self) -> str:
         """The profile file of a session made with ``profile_prefix``."""
         return self._inner.end_profiling()

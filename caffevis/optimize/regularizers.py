@@ -62,7 +62,6 @@ def compose(steps):
             x = step(x, grad)
         return x
 
-    composed.steps = steps
     return composed
 
 

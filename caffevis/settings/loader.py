@@ -177,12 +177,6 @@ class Settings:
             return read_labels(self.caffevis_labels)
         return list(self.caffevis_label_names) if self.caffevis_label_names is not None else None
 
-    def data_mean(self):
-        """The mean as loaded (None, (C,) array or (C, H, W) image); see :func:`caffevis.images.load_mean`."""
-        from ..images import load_mean
-
-        return load_mean(self.caffevis_data_mean)
-
     def text_style(self, prefix: str) -> TextStyle:
         """The ``<prefix>_*`` text keys as one :class:`~caffevis.settings.keys.TextStyle`
         (e.g. ``text_style('caffevis_status')``); colours keyed by suffix (``clr``, ``clr_0``, ...),
