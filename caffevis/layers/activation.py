@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError
-from .base import LayerType, broadcast_shape, mask, same_field, same_shape
+from .base import LayerType, broadcast_shape, mask, reads_bottom, reads_top, same_field, same_shape
 
 
 # -- shared arithmetic -------------------------------------------------------------------
@@ -33,14 +33,6 @@ def exp_scales(a):
 def log_base_scale(a):
     """Caffe's Log layer divides the natural log by log(base) (1 for base -1, i.e. e)."""
     return 1.0 if a["base"] == -1 else 1.0 / float(np.log(np.float32(a["base"])))
-
-
-def _reads_bottom(p, mode, lrn):
-    return True, False
-
-
-def _reads_top(p, mode, lrn):
-    return False, True
 
 
 def _unary(onnx_op):
@@ -299,13 +291,13 @@ def _activation(name, infer, forward, vjp, numpy_backward, values_read, channelw
 
 TYPES = [
     _activation("ReLU", relu_infer, relu_forward, relu_vjp, relu_numpy, relu_values),
-    _activation("PReLU", prelu_infer, prelu_forward, prelu_vjp, prelu_numpy, _reads_bottom, channelwise=False),
-    _activation("ELU", elu_infer, elu_forward, elu_vjp, elu_numpy, _reads_bottom),
-    _activation("Sigmoid", same_shape, _unary("Sigmoid"), sigmoid_vjp, sigmoid_numpy, _reads_top),
-    _activation("TanH", same_shape, _unary("Tanh"), tanh_vjp, tanh_numpy, _reads_top),
-    _activation("AbsVal", same_shape, _unary("Abs"), abs_vjp, abs_numpy, _reads_bottom),
-    _activation("Power", power_infer, power_forward, power_vjp, power_numpy, _reads_bottom),
-    _activation("BNLL", same_shape, bnll_forward, bnll_vjp, bnll_numpy, _reads_bottom),
-    _activation("Exp", _exp_log_infer("Exp"), exp_forward, exp_vjp, exp_numpy, _reads_top),
-    _activation("Log", _exp_log_infer("Log"), log_forward, log_vjp, log_numpy, _reads_bottom),
+    _activation("PReLU", prelu_infer, prelu_forward, prelu_vjp, prelu_numpy, reads_bottom, channelwise=False),
+    _activation("ELU", elu_infer, elu_forward, elu_vjp, elu_numpy, reads_bottom),
+    _activation("Sigmoid", same_shape, _unary("Sigmoid"), sigmoid_vjp, sigmoid_numpy, reads_top),
+    _activation("TanH", same_shape, _unary("Tanh"), tanh_vjp, tanh_numpy, reads_top),
+    _activation("AbsVal", same_shape, _unary("Abs"), abs_vjp, abs_numpy, reads_bottom),
+    _activation("Power", power_infer, power_forward, power_vjp, power_numpy, reads_bottom),
+    _activation("BNLL", same_shape, bnll_forward, bnll_vjp, bnll_numpy, reads_bottom),
+    _activation("Exp", _exp_log_infer("Exp"), exp_forward, exp_vjp, exp_numpy, reads_top),
+    _activation("Log", _exp_log_infer("Log"), log_forward, log_vjp, log_numpy, reads_bottom),
 ]

@@ -37,8 +37,17 @@ class LayerPlan:
         return bool(self.tops) and self.tops == self.bottoms
 
 
-def _no_values(p, mode, lrn):
+# ``values_read`` hooks: which forward values (bottom, top) a layer's backward rules read.
+def no_values(p, mode, lrn):
     return False, False
+
+
+def reads_bottom(p, mode, lrn):
+    return True, False
+
+
+def reads_top(p, mode, lrn):
+    return False, True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +87,7 @@ class LayerType:
     forward: Callable
     vjp: Callable
     numpy_backward: Callable
-    values_read: Callable = _no_values
+    values_read: Callable = no_values
     field: Optional[Callable] = None
     bottoms: tuple = (1, 1)
     ranks: Optional[tuple] = None

@@ -14,21 +14,13 @@ import numpy as np
 
 from ..errors import ModelError
 from . import field as rf
-from .base import LayerType, mask, same_field
+from .base import LayerType, mask, no_values, reads_bottom, reads_top, same_field
 
 
 def _onnx_only(name):
     def infer(lp, shapes):
         raise ModelError(f"layer type '{name}' comes from ONNX models only (no Caffe prototxt parameter)")
     return infer
-
-
-def _reads_bottom(p, mode, lrn):
-    return True, False
-
-
-def _reads_top(p, mode, lrn):
-    return False, True
 
 
 def _f32(a):
@@ -333,12 +325,8 @@ def log_softmax_numpy(p, ins, outs, dtops, mode, lrn):
     return [_f32(dy - prob * dy.sum(axis=p.attrs["axis"], keepdims=True))]
 
 
-def _type(name, forward, vjp, numpy_backward, values_read=_reads_bottom, field=None, **kw):
+def _type(name, forward, vjp, numpy_backward, values_read=reads_bottom, field=None, **kw):
     return LayerType(name, _onnx_only(name), forward, vjp, numpy_backward, values_read, field, **kw)
-
-
-def _no_values(p, mode, lrn):
-    return False, False
 
 
 TYPES = [
@@ -348,9 +336,9 @@ TYPES = [
     _type("HardSwish", hard_swish_forward, hard_swish_vjp, hard_swish_numpy, field=same_field, channelwise=True),
     _type("Broadcast", broadcast_forward, broadcast_vjp, broadcast_numpy, broadcast_values, broadcast_field,
           bottoms=(2, 2)),
-    _type("SliceRange", slice_forward, slice_vjp, slice_numpy, _no_values, slice_field),
-    _type("Transpose", transpose_forward, transpose_vjp, transpose_numpy, _no_values),
-    _type("ReduceMean", reduce_mean_forward, reduce_mean_vjp, reduce_mean_numpy, _no_values, reduce_mean_field),
-    _type("Pad2D", pad_forward, pad_vjp, pad_numpy, _no_values, pad_field, ranks=(4,)),
-    _type("LogSoftmax", log_softmax_forward, log_softmax_vjp, log_softmax_numpy, _reads_top),
+    _type("SliceRange", slice_forward, slice_vjp, slice_numpy, no_values, slice_field),
+    _type("Transpose", transpose_forward, transpose_vjp, transpose_numpy, no_values),
+    _type("ReduceMean", reduce_mean_forward, reduce_mean_vjp, reduce_mean_numpy, no_values, reduce_mean_field),
+    _type("Pad2D", pad_forward, pad_vjp, pad_numpy, no_values, pad_field, ranks=(4,)),
+    _type("LogSoftmax", log_softmax_forward, log_softmax_vjp, log_softmax_numpy, reads_top),
 ]
