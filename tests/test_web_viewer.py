@@ -20,13 +20,11 @@ import pytest
 from caffevis.viewer.config import ViewerConfig
 from caffevis.viewer.keys import BINDINGS, KeyTable, browser_code
 from caffevis.viewer.web import is_loopback, resolve_token, serve
+from caffevis.viewer.web.bench import CHROMIUM, CHROMIUM_ARGS
 from caffevis.viewer.web.hub import changed_rects
 from caffevis.errors import InputError
 from conftest import REPO
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 LENET = os.path.join(REPO, "settings", "lenet.yaml")
 VIEWPORT = {"width": 1600, "height": 1000}  # the 1500x930 window at 1:1
 TIMEOUT_MS = 20000

@@ -57,12 +57,12 @@ def page_shot(keys, path):
     from playwright.sync_api import sync_playwright
 
     from caffevis.viewer.web import serve
-    from caffevis.viewer.web.bench import CHROMIUM_ARGS
+    from caffevis.viewer.web.bench import CHROMIUM, CHROMIUM_ARGS
 
     url = serve(port=0)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 960})
             page.goto(url)
             page.wait_for_function("window.caffevis && caffevis.frames > 0", timeout=60000)

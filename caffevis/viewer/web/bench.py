@@ -13,6 +13,8 @@ import time
 import cv2
 import numpy as np
 
+#: Debian's chromium (Playwright drives it; no browser is downloaded).
+CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -56,7 +58,7 @@ def _fps(page, seconds):
     return 1000.0 * (f1 - f0) / (t1 - t0)
 
 
-def measure_serve(url, layer="conv5", seconds=5.0, tabs=4, presses=30, chromium="/usr/bin/chromium"):
+def measure_serve(url, layer="conv5", seconds=5.0, tabs=4, presses=30, chromium=CHROMIUM):
     """Measure a running web viewer whose tabs play a video.
 
     Returns
