@@ -18,22 +18,28 @@ def check_backward_args(mode, lrn, start):
             raise InputError(f"{name} '{value}': expected one of {', '.join(allowed)}")
 
 
-def resolve_start(plans, input_name, blob, start):
-    """Index of the layer whose output receives the seed, and that tensor version's name."""
-    _, writes, _ = assign_versions(plans, [input_name])
+def start_index(plans, input_name, blob, start):
+    """Index of the layer whose output receives the seed (-1: the input itself)."""
     if blob == input_name:
-        return -1, input_name
+        return -1
     writers = [p.index for p in plans if blob in p.tops]
     if not writers:
         names = [input_name] + [t for p in plans for t in p.tops]
         raise InputError(f"unknown blob '{blob}' (blobs: {', '.join(dict.fromkeys(names))})")
     if start == "last":
-        idx = writers[-1]
-    else:
-        named = [i for i in writers if plans[i].name == blob]
-        # Caffe's backward(start=name) begins at the layer of that name; nets whose layer
-        # names differ from blob names start at the blob's producing (non-in-place) layer.
-        idx = named[0] if named else writers[0]
+        return writers[-1]
+    named = [i for i in writers if plans[i].name == blob]
+    # Caffe's backward(start=name) begins at the layer of that name; nets whose layer
+    # names differ from blob names start at the blob's producing (non-in-place) layer.
+    return named[0] if named else writers[0]
+
+
+def resolve_start(plans, input_name, blob, start):
+    """Index of the layer whose output receives the seed, and that tensor version's name."""
+    idx = start_index(plans, input_name, blob, start)
+    if idx == -1:
+        return -1, input_name
+    _, writes, _ = assign_versions(plans, [input_name])
     return idx, writes[idx][plans[idx].tops.index(blob)]
 
 
@@ -47,7 +53,7 @@ def channel_seed_supported(plans, blob, start="last", input_name="data"):
     (on the channel axis) produces it, and the layers after it up to the seed point are
     in-place channelwise ones without parameters."""
     try:
-        start_idx, _ = resolve_start(plans, input_name, blob, start)
+        start_idx = start_index(plans, input_name, blob, start)  # no tensor versions needed: every frame asks
     except InputError:
         return False
     chain = seed_chain(plans, blob, start_idx)
