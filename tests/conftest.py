@@ -20,6 +20,12 @@ def shared_path(*parts):
     return path
 
 
+def lenet_caffe_paths():
+    """(deploy prototxt, weights) of Caffe's trained LeNet in ../shared."""
+    d = shared_path("models", "lenet_caffe")
+    return os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel")
+
+
 _nets = {}
 
 

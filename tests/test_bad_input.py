@@ -27,15 +27,10 @@ from caffevis.io import load_npy, save_npz
 from caffevis.limits import MAX_ELEMENTS, MAX_NESTING
 from caffevis.lenet.mnist import read_idx
 from caffevis.settings import KEYS, load_settings, parse_value, value_range
-from conftest import REPO, shared_path
+from conftest import REPO, lenet_caffe_paths, shared_path
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ADDRESS_SPACE = 8_000_000_000
-
-
-def _lenet():
-    d = shared_path("models", "lenet_caffe")
-    return os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel")
 
 
 def run_cli(*args, cwd, timeout=30):
@@ -91,7 +86,7 @@ def test_deep_yaml_is_one_settings_error(tmp_path, depth, style):
 
 @pytest.mark.parametrize("case", ["prototxt", "yaml", "set"])
 def test_cli_deep_nesting(tmp_path, case):
-    proto, weights = _lenet()
+    proto, weights = lenet_caffe_paths()
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.float32))
     if case == "prototxt":
         deep = tmp_path / "deep.prototxt"
@@ -134,7 +129,7 @@ def test_blob_shapes_are_checked_with_python_ints(dims, stored, legacy):
 
 
 def _caffemodel_with(tmp_path, edit):
-    _, weights = _lenet()
+    _, weights = lenet_caffe_paths()
     net = schema.NetParameter()
     with open(weights, "rb") as f:
         net.ParseFromString(f.read())
@@ -151,7 +146,7 @@ def test_nan_weights_warn_once_naming_the_blob(tmp_path, capsys):
         layers["ip2"].blobs[1].data[0] = float("inf")
 
     path = _caffemodel_with(tmp_path, poison)
-    load_caffe(_lenet()[0], str(path))
+    load_caffe(lenet_caffe_paths()[0], str(path))
     lines = [l for l in capsys.readouterr().err.splitlines() if "NaN" in l]
     assert len(lines) == 1 and str(path) in lines[0] and "conv1[0]" in lines[0] and "ip2[1]" in lines[0]
 
@@ -165,7 +160,7 @@ def test_cli_bad_blob_shape(tmp_path, dims, words):
 
     path = _caffemodel_with(tmp_path, reshape)
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.float32))
-    proc = run_cli("forward", "--cpu", f"{_lenet()[0]}:{path}", "--input", "x.npy", "-o", "o.npz", cwd=tmp_path)
+    proc = run_cli("forward", "--cpu", f"{lenet_caffe_paths()[0]}:{path}", "--input", "x.npy", "-o", "o.npz", cwd=tmp_path)
     assert_one_line(proc, str(path), "conv1", *words)
 
 
@@ -186,7 +181,7 @@ def test_npz_keeps_every_name(tmp_path, names):
 
 
 def test_cli_forward_writes_blobs_named_like_savez_keywords(tmp_path):
-    proto, weights = _lenet()
+    proto, weights = lenet_caffe_paths()
     text = re.sub(r'(top|bottom): "prob"', r'\1: "file"', open(proto).read())
     text = re.sub(r'(top|bottom): "ip1"', r'\1: "allow_pickle"', text)
     (tmp_path / "net.prototxt").write_text(text)
@@ -232,7 +227,7 @@ def test_any_settings_text_loads_or_is_one_settings_error(tmp_path, text, key):
 def lenet_net():
     from caffevis.model.net import Net
 
-    return Net.from_caffe(*_lenet(), force_cpu=True)
+    return Net.from_caffe(*lenet_caffe_paths(), force_cpu=True)
 
 
 def _in_range_value(key, draw):
@@ -405,7 +400,7 @@ def _bad_gzip(tmp):
 
 @pytest.mark.parametrize("case", ["str", "void", "proc", "idx", "gzip", "units"])
 def test_cli_data_files(tmp_path, case):
-    proto, weights = _lenet()
+    proto, weights = lenet_caffe_paths()
     model = f"{proto}:{weights}"
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.float32))
     np.save(tmp_path / "str.npy", np.array(["a", "b"]))
@@ -511,7 +506,7 @@ def test_cli_find_maxes_over_a_truncated_jpeg_and_a_png_bomb(tmp_path):
         (folder / f"good{i}.{'png' if i % 2 else 'jpg'}").write_bytes(g)
     (folder / "truncated.jpg").write_bytes(goods[0][:len(goods[0]) // 2])
     (folder / "bomb.png").write_bytes(_png_bomb())
-    proto, weights = _lenet()
+    proto, weights = lenet_caffe_paths()
     args = ["find-maxes", "--cpu", f"{proto}:{weights}", "--images", "imgs", "-o", "m.h5", "--batch-size", "2",
             "--input-scale", "0.00390625", "--layers", "conv1,ip2"]
     for _ in range(2):  # the second run finds the finished file

@@ -21,19 +21,14 @@ from caffevis.model import Net
 from caffevis.model.caffe import schema, writer
 from caffevis.model.caffe.fillers import fill_weights
 from caffevis.model.caffe.reader import load_caffe
-from conftest import shared_path
+from conftest import lenet_caffe_paths
 
 LENET_LAYERS = ("conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2")
 
 
-def lenet_paths():
-    d = shared_path("models", "lenet_caffe")
-    return os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel")
-
-
 def lenet_with(tmp_path, edit):
     """The LeNet deploy prototxt changed by ``edit(text) -> text``, next to the real weights."""
-    proto, weights = lenet_paths()
+    proto, weights = lenet_caffe_paths()
     path = tmp_path / "deploy.prototxt"
     path.write_text(edit(open(proto).read()))
     return str(path), weights

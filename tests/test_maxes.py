@@ -16,15 +16,14 @@ from caffevis.cli import main
 from caffevis.errors import InputError
 from caffevis.mining.maxes import MaxTracker, load_maxes, merge_files
 from caffevis.mining.patches import INFO_HEADER
-from conftest import REPO, shared_path
+from conftest import REPO, lenet_caffe_paths, shared_path
 
 LAYERS = ["conv1", "conv2", "ip1", "ip2"]
 
 
 def _lenet_args():
-    d = shared_path("models", "lenet_caffe")
     m = shared_path("data", "mnist")
-    return [f"{d}/lenet.prototxt:{d}/lenet_iter_10000.caffemodel",
+    return [":".join(lenet_caffe_paths()),
             "--images", os.path.join(m, "t10k-images-idx3-ubyte.gz"),
             "--labels", os.path.join(m, "t10k-labels-idx1-ubyte.gz"),
             "--input-scale", "0.00390625", "--layers", ",".join(LAYERS)]

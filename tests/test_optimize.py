@@ -8,7 +8,7 @@ import pytest
 from caffevis import optimize as O
 from caffevis.errors import InputError, SettingsError
 from caffevis.imaging import norm01c, to_uint8
-from conftest import fixture_arrays, fixture_net, rel_err, shared_path
+from conftest import fixture_arrays, fixture_net, lenet_caffe_paths, rel_err, shared_path
 
 LENET_SCALE = 0.00390625
 
@@ -279,8 +279,7 @@ def test_objective_matches_caffe_layer_start_gradient():
 def lenet():
     from caffevis.model.net import Net
 
-    d = shared_path("models", "lenet_caffe")
-    return Net.from_caffe(os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel"))
+    return Net.from_caffe(*lenet_caffe_paths())
 
 
 def test_lenet_each_digit_becomes_the_argmax():
@@ -327,8 +326,7 @@ def run_cli(*args):
 
 
 def lenet_cli_args(tmp_path, name, *extra):
-    d = shared_path("models", "lenet_caffe")
-    return (f"{d}/lenet.prototxt:{d}/lenet_iter_10000.caffemodel", "--input-scale", str(LENET_SCALE),
+    return (":".join(lenet_caffe_paths()), "--input-scale", str(LENET_SCALE),
             "--push-layer", "ip2", "--max-iter", "12", "--quiet", "--output-prefix", str(tmp_path / name / "opt"),
             *extra)
 
@@ -455,8 +453,7 @@ def test_channel_swap_to_rgb_flag_sets_the_saved_images_order(tmp_path):
     """--channel-swap-to-rgb overrides the settings' order for saved images; a wrong one is one line."""
     from caffevis.cli import main
 
-    d = shared_path("models", "lenet_caffe")
-    model = f"{d}/lenet.prototxt:{d}/lenet_iter_10000.caffemodel"
+    model = ":".join(lenet_caffe_paths())
     assert main(["optimize", model, "--input-scale", str(LENET_SCALE), "--push-layer", "ip2", "--max-iter", "2",
                  "--channel-swap-to-rgb", "(2,1,0)", "--output-prefix", str(tmp_path / "opt")]) == 2  # 1 channel
     assert main(["optimize", model, "--input-scale", str(LENET_SCALE), "--push-layer", "ip2", "--max-iter", "2",

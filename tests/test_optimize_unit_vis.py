@@ -11,9 +11,8 @@ from caffevis.mining import unit_vis as U
 from caffevis.mining.layout import crop_to_corner
 from caffevis.errors import SettingsError
 from caffevis.viewer import jpgvis
-from caffevis.mining.layout import crop_to_corner
 from caffevis.viewer import tiles as T
-from conftest import shared_path
+from conftest import lenet_caffe_paths
 
 LENET_SCALE = 0.00390625
 
@@ -52,8 +51,7 @@ def test_sprite_sheet_round_trip():
 def test_make_regularized_opt_tree_on_lenet(tmp_path):
     from caffevis.model.net import Net
 
-    d = shared_path("models", "lenet_caffe")
-    net = Net.from_caffe(os.path.join(d, "lenet.prototxt"), os.path.join(d, "lenet_iter_10000.caffemodel"))
+    net = Net.from_caffe(*lenet_caffe_paths())
     space = O.InputSpace.build(net.input_shape, None, input_scale=LENET_SCALE)
     out = tmp_path / "unit_jpg_vis"
     summary = U.make_regularized_opt_tree(net, {"max_iter": 6}, "ip2", [0, 3], str(out), space=space, seeds=4,
