@@ -1,5 +1,7 @@
 """Shared test fixtures: the reference material in ../shared (skipped only outside CI)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +20,12 @@ def shared_path(*parts):
             pytest.fail(f"{path} is missing in CI")
         pytest.skip(f"{path} not present (../shared is only beside the repo in CI)")
     return path
+
+
+def cli(*args, env=None):
+    """``python -m caffevis ARGS`` in a subprocess; the CompletedProcess with text output."""
+    return subprocess.run([sys.executable, "-m", "caffevis", *map(str, args)], capture_output=True, text=True,
+                          env=env)
 
 
 def lenet_caffe_paths():

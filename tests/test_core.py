@@ -1,7 +1,5 @@
 """Caffe import and forward: real-Caffe fixtures, layer semantics, CLI, bad inputs."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -15,14 +13,9 @@ from caffevis.model.caffe.to_onnx import convert
 from caffevis.errors import InputError, ModelError
 from caffevis.model.net import Net
 
-from conftest import CASES, REPO, fixture_arrays, fixture_net, rel_err, shared_path
+from conftest import CASES, REPO, cli, fixture_arrays, fixture_net, rel_err, shared_path
 
 ZOO = os.path.join(REPO, "tests", "data", "zoo_net.prototxt")
-
-
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "caffevis", *map(str, args)], capture_output=True, text=True,
-                          env=env)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -21,7 +21,7 @@ from caffevis.errors import ModelError
 from caffevis.model.net import Net
 from caffevis.model.onnx_import import import_onnx, plans_forward_model
 from caffevis.receptive import net_fields
-from conftest import REPO, assert_directional_derivatives, basis_directions, rel_err, shared_path
+from conftest import REPO, assert_directional_derivatives, cli, basis_directions, rel_err, shared_path
 
 DATA = os.path.join(REPO, "tests", "data", "torchvision")
 with open(os.path.join(DATA, "manifest.json"), encoding="utf-8") as _f:
@@ -197,13 +197,6 @@ def test_mnist8_accuracy_and_backward():
 
 
 # -- command line (the interfaces issue #14 asks to keep stable) -------------------------
-def cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "caffevis", *map(str, args)], capture_output=True, text=True)
-
-
 def test_forward_and_backward_cli_on_an_onnx_model(tmp_path):
     model = os.path.join(DATA, "resnet18.onnx")
     arrays = fixture("resnet18")[1]
