@@ -243,7 +243,7 @@ def run(args):
     from tqdm import tqdm
 
     from ..optimize import (UnitObjective, optimize, optimize_units, planned_prefix, preset_params,
-                            push_unit_for, result_prefix, save_result)
+                            push_unit_for, result_prefix, save_result, unit_blob_shape)
 
     overrides = param_overrides(args)
     net, space, settings = open_model(args)
@@ -257,11 +257,8 @@ def run(args):
     labels = _labels(settings, base.push_layer)
 
     if args.units:
-        objective_shape = net.blob_shapes.get(base.push_layer)
-        if objective_shape is None:
-            raise InputError(f"push layer '{base.push_layer}' is not a blob of this net "
-                             f"(blobs: {', '.join(net.blob_names[1:])})")
-        units = parse_units(args.units, objective_shape[1])
+        blob_shape = unit_blob_shape(net, base.push_layer)
+        units = parse_units(args.units, blob_shape[0])
         params = [base.replace(push_channel=u) for u in units]
 
         def said(result, prefix):
@@ -269,7 +266,7 @@ def run(args):
                 tqdm.write(_line(result, prefix, labels), file=sys.stderr)
 
         if args.scheduler:
-            return _run_on_cluster(args, settings, net, params, space, objective_shape[1:], extra, said)
+            return _run_on_cluster(args, settings, net, params, space, blob_shape, extra, said)
         report = optimize_units(net, params, space, args.output_prefix, args.output_template,
                                 batch_size=args.batch_size, brave=args.brave, skipbig=args.skipbig,
                                 progress=not args.quiet, extra=extra, on_result=said)

@@ -37,7 +37,7 @@ from ..images import write_image
 from ..input_space import InputSpace
 from ..io import atomic_path
 from ..optimize import (BATCH_INVARIANT_ROWS, OptimizeParams, UnitObjective, optimize, preset_params, push_unit_for,
-                        render_best_x)
+                        render_best_x, unit_blob_shape)
 from .layout import LARGE_PAD, SMALL_PAD, crop_to_corner, info_path, montage_path, regularized_dir, whole_layer_path
 
 MONTAGE_PRESETS = (1, 2, 3, 4)
@@ -181,8 +181,8 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SettingsError(f"seeds: expected an integer >= 1, got {seeds!r}")
     overrides, space = _resolve(net, settings_or_params, space)
-    objective = UnitObjective(net, layer)
-    n_channels = objective.blob_shape[0]
+    blob_shape = unit_blob_shape(net, layer)  # the gradient session is opened only where runs are local
+    n_channels = blob_shape[0]
     units = list(range(n_channels)) if units is None else [int(u) for u in units]
     grid = int(math.ceil(math.sqrt(seeds)))
     cell_shape = space.shape[1:]
@@ -190,7 +190,7 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
     for u in units:
         jobs_of[u] = [preset_params(p, push_layer=layer, push_channel=u, rand_seed=s, **overrides)
                       for p in presets for s in range(seeds)]
-        push_unit_for(jobs_of[u][0], objective.blob_shape)  # validate every unit before any work
+        push_unit_for(jobs_of[u][0], blob_shape)  # validate every unit before any work
     skipped = [u for u in units if os.path.exists(montage_path(outdir, layer, u)) and not brave]
     todo = [u for u in units if u not in skipped]
     os.makedirs(regularized_dir(outdir, layer), exist_ok=True)
@@ -204,7 +204,7 @@ def make_regularized_opt_tree(net, settings_or_params, layer, units, outdir, *, 
             done, failed = _run_on_cluster(model, net.force_cpu, space, jobs_of, batches_of, scheduler, write,
                                            progress, layer)
         else:
-            done = _run_here(net, objective, space, per_unit, batches_of, write, progress, layer)
+            done = _run_here(net, UnitObjective(net, layer), space, per_unit, batches_of, write, progress, layer)
     except KeyboardInterrupt:
         if write_whole_layer:  # it shows what is done
             write_whole_layer_sheet(outdir, layer, n_channels, cell_shape, presets)

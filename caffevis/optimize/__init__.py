@@ -10,7 +10,7 @@ image lives in the net's :class:`~caffevis.input_space.InputSpace`.
 from ..input_space import InputSpace
 from .loop import (BATCH_INVARIANT_ROWS, META_FAILURE, META_GRAD_ZERO, META_SUCCESS, OptimizeResult, benchmark,
                    clip_to_pixel_range, initial_x, l2norm, learning_rate, optimize, push_unit_for)
-from .objective import UnitObjective
+from .objective import UnitObjective, unit_blob_shape
 from .outputs import (DEFAULT_PREFIX, DEFAULT_TEMPLATE, info_text, planned_prefix, render_best_x, render_best_xpm,
                       result_prefix, save_result, software_versions, to_display)
 from .params import DEFAULT_PRESET, LR_KEYS, LR_POLICIES, PRESETS, START_AT, OptimizeParams, preset_params
@@ -20,7 +20,7 @@ from .units import optimize_units, plan_runs, save_run
 
 __all__ = ["InputSpace", "BATCH_INVARIANT_ROWS", "META_FAILURE", "META_GRAD_ZERO", "META_SUCCESS", "OptimizeResult",
            "benchmark", "clip_to_pixel_range", "initial_x", "l2norm", "learning_rate", "optimize", "push_unit_for",
-           "UnitObjective", "DEFAULT_PREFIX", "DEFAULT_TEMPLATE", "info_text", "planned_prefix", "render_best_x",
+           "UnitObjective", "unit_blob_shape", "DEFAULT_PREFIX", "DEFAULT_TEMPLATE", "info_text", "planned_prefix", "render_best_x",
            "render_best_xpm", "result_prefix", "save_result", "software_versions", "to_display", "DEFAULT_PRESET",
            "LR_KEYS", "LR_POLICIES", "PRESETS", "START_AT", "OptimizeParams", "preset_params",
            "clip_small_abs_benefit", "clip_small_benefit", "clip_small_norms", "clip_small_values", "compose",

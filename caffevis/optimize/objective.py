@@ -6,6 +6,19 @@ import numpy as np
 from ..errors import InputError
 
 
+def unit_blob_shape(net, layer):
+    """The (C,) or (C, H, W) shape of push layer ``layer`` (one image); one-line errors for a
+    net without Caffe layers, a name that is not a blob, or another rank."""
+    net.require_layers("the optimizer")
+    if layer not in net.blob_shapes or layer == net.input_name:
+        raise InputError(f"push layer '{layer}' is not a blob of this net "
+                         f"(blobs: {', '.join(net.blob_names[1:])})")
+    shape = tuple(net.blob_shapes[layer][1:])
+    if len(shape) not in (1, 3):
+        raise InputError(f"push layer '{layer}' has shape {shape}; expected (C,) or (C, H, W)")
+    return shape
+
+
 class UnitObjective:
     """Value of ``layer`` and d(unit)/d(input) for a batch, each image with its own unit.
 
@@ -20,14 +33,8 @@ class UnitObjective:
     def __init__(self, net, layer):
         from ..backward import gradient_session, resolve_start
 
-        net.require_layers("the optimizer")
-        if layer not in net.blob_shapes or layer == net.input_name:
-            raise InputError(f"push layer '{layer}' is not a blob of this net "
-                             f"(blobs: {', '.join(net.blob_names[1:])})")
         self.net, self.layer = net, layer
-        self.blob_shape = tuple(net.blob_shapes[layer][1:])
-        if len(self.blob_shape) not in (1, 3):
-            raise InputError(f"push layer '{layer}' has shape {self.blob_shape}; expected (C,) or (C, H, W)")
+        self.blob_shape = unit_blob_shape(net, layer)
         idx, _ = resolve_start(net.layers, net.input_name, layer, "layer")
         self._in_place = [p for p in net.layers if p.index > idx and layer in p.tops and layer in p.bottoms]
         self._numpy_tail = all(p.type in ("ReLU", "Dropout") for p in self._in_place)
