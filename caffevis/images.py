@@ -34,8 +34,6 @@ def read_image(path: str) -> np.ndarray:
     Decoded as DeepVis does (``cv2.imread`` in colour mode: grey replicated to three
     channels, alpha dropped, EXIF orientation applied), then BGR -> RGB.
     """
-    import cv2
-
     if not os.path.isfile(path):
         raise InputError(f"{path}: image file not found")
     # imdecode from bytes: cv2.imread cannot open non-ASCII paths on every platform

@@ -8,7 +8,7 @@ share (rule choices, where a seed starts).
 """
 from __future__ import annotations
 
-from ..errors import InputError, ModelError
+from ..errors import InputError
 from .graph import build_gradient_model, input_diff_name, param_grad_name
 from .numpy_engine import backward_numpy
 from .rules import LRN_RULES, MODES, STARTS, channel_seed_supported, check_backward_args, resolve_start

@@ -47,6 +47,17 @@ def param_grad_name(layer, i):
     return f"grad:{param_name(layer, i)}"
 
 
+def parse_output_name(name):
+    """The inverse of :func:`input_diff_name` and :func:`param_grad_name`: ``('diff', blob)``,
+    ``('grad', layer, i)``, or None for the other outputs."""
+    if name.startswith("diff:"):
+        return "diff", name[5:]
+    if name.startswith("grad:"):
+        layer, i = name[5:].rsplit("/param", 1)
+        return "grad", layer, int(i)
+    return None
+
+
 def build_gradient_model(net_or_plans, blob, mode="backprop", lrn="derivative", start="last",
                          params=False, params_as_inputs=False, loss=None, dtype=np.float32,
                          input_name="data", input_shape=None, blob_diffs=True, seed_channel=False, value=False):
@@ -247,11 +258,12 @@ def _output_shapes(plans, input_name, input_shape, target_shape, outputs):
         blob_shapes.update(zip(p.tops, p.top_shapes))
     shapes = {"loss": [], "output": ["N"] + list(target_shape[1:]), VALUE: ["N"] + list(target_shape[1:])}
     for name in outputs:
-        if name.startswith("diff:"):
-            shapes[name] = ["N"] + list(blob_shapes[name[5:]][1:])
-        elif name.startswith("grad:"):
-            layer, i = name[5:].rsplit("/param", 1)
-            shapes[name] = list(next(p for p in plans if p.name == layer).params[int(i)].shape)
+        kind = parse_output_name(name)
+        if kind and kind[0] == "diff":
+            shapes[name] = ["N"] + list(blob_shapes[kind[1]][1:])
+        elif kind:
+            _, layer, i = kind
+            shapes[name] = list(next(p for p in plans if p.name == layer).params[i].shape)
     return shapes
 
 

@@ -11,7 +11,7 @@ import onnx
 
 from ..io import save_onnx
 from ..model.caffe.to_onnx import param_name
-from .graph import LABELS, SEED, SEED_CHANNEL, VALUE, build_gradient_model, input_diff_name
+from .graph import LABELS, SEED, SEED_CHANNEL, VALUE, build_gradient_model, input_diff_name, parse_output_name
 
 CACHE_MAX_WEIGHT_BYTES = 64 << 20  # gradient graphs of nets with more weights are not saved to disk
 MAX_SESSIONS_PER_NET = 6  # each session holds a copy of the weights below its seed
@@ -59,11 +59,12 @@ class GradientSession:
         values = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
         result = {"input": values.pop(input_diff_name(self.net.input_name)), "blobs": {}, "params": {}}
         for name, value in values.items():
-            if name.startswith("diff:"):
-                result["blobs"][name[5:]] = self._full_channels(name[5:], value, channel)
-            elif name.startswith("grad:"):
-                layer, i = name[5:].rsplit("/param", 1)
-                result["params"].setdefault(layer, {})[int(i)] = value
+            kind = parse_output_name(name)
+            if kind and kind[0] == "diff":
+                result["blobs"][kind[1]] = self._full_channels(kind[1], value, channel)
+            elif kind:
+                _, layer, i = kind
+                result["params"].setdefault(layer, {})[i] = value
             else:
                 result["value" if name == VALUE else name] = value
         result["params"] = {k: [v[i] for i in sorted(v)] for k, v in result["params"].items()}
