@@ -116,18 +116,23 @@ def blob_order(cnet, plans):
     return order
 
 
-def convert(cnet, dtype=np.float32):
-    """Convert a :class:`~caffevis.model.caffe.reader.CaffeNet` (with weights) to an ONNX model."""
-    plans = plan_layers(cnet)
-    reads, writes, _ = assign_versions(plans, cnet.inputs)
+def forward_model(plans, inputs, name, dtype=np.float32, meta=None):
+    """The forward graph of ``plans`` (each layer type's ``forward``), every blob version an
+    output; ``inputs``: input name -> shape (the batch axis left free)."""
+    reads, writes, _ = assign_versions(plans, list(inputs))
     g = GraphBuilder(dtype, names=[v for ws in writes for v in ws])
-    for name, shape in cnet.inputs.items():
-        g.add_input(name, dynamic_shape(shape))
+    for input_name, shape in inputs.items():
+        g.add_input(input_name, dynamic_shape(shape))
     for p, ins, outs in zip(plans, reads, writes):
         names = [g.initializer(param_name(p.name, i), arr.astype(dtype)) for i, arr in enumerate(p.params)]
         emit_forward(g, p, ins, outs, names)
         for o, s in zip(outs, p.top_shapes):
             g.add_output(o, dynamic_shape(s))
-    order = blob_order(cnet, plans)
-    meta = caffe_metadata(cnet, plans, order, dtype)
-    return g.model(cnet.name, meta), plans
+    return g.model(name, meta)
+
+
+def convert(cnet, dtype=np.float32):
+    """Convert a :class:`~caffevis.model.caffe.reader.CaffeNet` (with weights) to an ONNX model."""
+    plans = plan_layers(cnet)
+    meta = caffe_metadata(cnet, plans, blob_order(cnet, plans), dtype)
+    return forward_model(plans, cnet.inputs, cnet.name, dtype, meta), plans

@@ -15,8 +15,7 @@ from onnx import numpy_helper
 
 from ...errors import ModelError
 from ...layers.base import LayerPlan
-from ..caffe.to_onnx import assign_versions, dynamic_shape, emit_forward, param_name
-from ..onnx_graph import GraphBuilder
+from ..caffe.to_onnx import forward_model
 from .fold import fold_constants, free_batch
 from .ops import MAPPINGS, Node, Unsupported
 
@@ -113,16 +112,7 @@ def plans_forward_model(imported: Imported, dtype=np.float32):
     what the gradient graphs recompute, to compare with the original graph's values."""
     if imported.blocked:
         raise ModelError(imported.blocked)
-    (input_name, shape), = imported.info["inputs"].items()
-    reads, writes, _ = assign_versions(imported.plans, [input_name])
-    g = GraphBuilder(dtype, names=[v for ws in writes for v in ws])
-    g.add_input(input_name, dynamic_shape(shape))
-    for p, ins, outs in zip(imported.plans, reads, writes):
-        names = [g.initializer(param_name(p.name, i), arr.astype(dtype)) for i, arr in enumerate(p.params)]
-        emit_forward(g, p, ins, outs, names)
-        for o, s in zip(outs, p.top_shapes):
-            g.add_output(o, dynamic_shape(s))
-    return g.model(imported.info["name"])
+    return forward_model(imported.plans, imported.info["inputs"], imported.info["name"], dtype)
 
 
 def _unique(name, used):
