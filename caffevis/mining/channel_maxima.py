@@ -30,13 +30,15 @@ class ChannelMaxima:
         import onnx
         from onnx import TensorProto, helper
 
+        from ..model.onnx_graph import opset_of
+
         self.locate = locate or ("host" if net.provider == "CPUExecutionProvider" else "graph")
         if self.locate not in ("host", "graph"):
             raise InputError(f"locate must be 'host' or 'graph', got '{self.locate}'")
         model = onnx.ModelProto()
         model.CopyFrom(net.model)
         g = model.graph
-        opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+        opset = opset_of(model, 13)
         del g.output[:]
 
         def const(name, values):  # a Constant node, valid for every IR version and opset

@@ -14,7 +14,7 @@ from .caffe.layers import plan as plan_layers
 from .caffe.to_onnx import FORMAT_VERSION, assign_versions, convert, param_name
 from ..errors import InputError, ModelError
 from ..io import save_onnx
-from .onnx_graph import prune_to_outputs, tensor_bytes
+from .onnx_graph import data_input, prune_to_outputs, tensor_bytes
 from .runtime import Runtime
 
 from ..paths import REPO_ROOT  # noqa: E402
@@ -77,21 +77,18 @@ class Net:
         self.layers = plans or []
         self.info = info or {}
         self.name = self.info.get("name", model.graph.name or "model")
-        inits = {i.name for i in model.graph.initializer}
-        graph_inputs = [i for i in model.graph.input if i.name not in inits]
-        if len(graph_inputs) != 1:
-            raise ModelError(f"model has {len(graph_inputs)} inputs; caffevis needs exactly one data input")
-        self.input_name = graph_inputs[0].name
+        graph_input = data_input(model)
+        self.input_name = graph_input.name
         if self.info:
             self.input_shape = tuple(self.info["inputs"][self.input_name])
             self.blob_names = list(self.info["blob_order"])
             self.blob_shapes = {k: tuple(v) for k, v in self.info["blob_shapes"].items()}
         else:
-            dims = graph_inputs[0].type.tensor_type.shape.dim
+            dims = graph_input.type.tensor_type.shape.dim
             self.input_shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
             self.blob_names = [self.input_name] + [o.name for o in model.graph.output]
             self.blob_shapes = {}
-        dims = graph_inputs[0].type.tensor_type.shape.dim
+        dims = graph_input.type.tensor_type.shape.dim
         # models exported with a fixed batch (many zoo models) run in chunks of that size
         self._fixed_batch = dims[0].dim_value if len(dims) and dims[0].dim_value > 0 else None
         # what session errors call the model: its prototxt, else its name

@@ -9,6 +9,20 @@ from onnx import TensorProto, helper
 
 from ..errors import ModelError
 
+
+def data_input(model):
+    """The graph input that is not an initializer (caffevis nets take exactly one)."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ModelError(f"model has {len(inputs)} inputs; caffevis needs exactly one data input")
+    return inputs[0]
+
+
+def opset_of(model, default=1):
+    """The model's default-domain opset (``default`` when it declares none)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default)
+
 OPSET = 17  # ScatterElements(reduction='add') needs >= 16; loaded by onnxruntime >= 1.13
 IR_VERSION = 8
 _ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,

@@ -16,6 +16,7 @@ from onnx import numpy_helper
 from ...errors import ModelError
 from ...layers.base import LayerPlan
 from ..caffe.to_onnx import forward_model
+from ..onnx_graph import data_input, opset_of
 from .fold import fold_constants, free_batch
 from .ops import MAPPINGS, Node, Unsupported
 
@@ -42,14 +43,6 @@ class Imported:
     blocked: str = None
 
 
-def data_input(model):
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ModelError(f"model has {len(inputs)} inputs; caffevis needs exactly one data input")
-    return inputs[0]
-
-
 def graph_input_shape(model, input_hw=None):
     """The data input's shape: dynamic batch -> 1, dynamic H/W -> ``input_hw``."""
     dims = [d.dim_value if d.dim_value > 0 else None for d in data_input(model).type.tensor_type.shape.dim]
@@ -61,10 +54,6 @@ def graph_input_shape(model, input_hw=None):
         raise ModelError(f"input '{data_input(model).name}' has dynamic size {dims}: "
                          "set caffevis_data_hw: [H, W] (Net.from_onnx input_size)")
     return tuple(dims)
-
-
-def opset_of(model):
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def import_onnx(model, input_hw=None, name=None) -> Imported:

@@ -15,6 +15,8 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from ..onnx_graph import opset_of
+
 
 def static_shapes(model, input_shape=None):
     """Tensor name -> shape (tuple of ints) for every tensor onnx's shape inference
@@ -78,7 +80,7 @@ def fold_constants(model, input_shape=None):
     shapes = static_shapes(model, input_shape)
     picked = constant_nodes(graph, shapes)
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    opset = opset_of(model, 13)
     for idx in picked:
         node = graph.node[idx]
         if node.op_type == "Shape":
