@@ -20,7 +20,7 @@ import sys
 
 from ..input_space import InputSpace
 from .loop import BATCH_INVARIANT_ROWS, optimize, push_unit_for
-from .outputs import DEFAULT_PREFIX, DEFAULT_TEMPLATE, planned_prefix
+from .outputs import DEFAULT_PREFIX, DEFAULT_TEMPLATE, RESULT_FILES, planned_prefix
 from .units import plan_runs, save_run
 
 
@@ -82,9 +82,8 @@ def optimize_units_dask(model, params_list, space: InputSpace, blob_shape, sched
         return report
     for p in todo:  # temporaries of a killed client (the named files are never half written)
         prefix = planned_prefix(p, push_unit_for(p, blob_shape), output_prefix, output_template)
-        for name in ("best_X.jpg", "best_Xpm.jpg", "info.txt", "info.h5", "info.json"):
-            if prefix:
-                remove_stale_temporaries(prefix + name)
+        for name in RESULT_FILES if prefix else ():
+            remove_stale_temporaries(prefix + name)
     extra = dict(extra or {})
     bar = tqdm(total=len(todo), unit="unit", disable=not progress, file=sys.stderr,
                desc=f"optimize {todo[0].push_layer} ({scheduler})")

@@ -113,6 +113,10 @@ def info_text(result: OptimizeResult) -> str:
     return out.getvalue()
 
 
+#: The files :func:`save_result` writes under a run's prefix.
+RESULT_FILES = ("best_X.jpg", "best_Xpm.jpg", "info.txt", "info.h5", "info.json")
+
+
 def save_result(result: OptimizeResult, space: InputSpace, prefix: str, brave=False, skipbig=False,
                 extra=None) -> list:
     """Write ``<prefix>best_X.jpg``, ``best_Xpm.jpg``, ``info.txt``, ``info.h5`` and ``info.json``.
