@@ -146,6 +146,18 @@ def test_unsupported_operator_leaves_forward_and_names_the_node(capsys):
         net_fields(net)
 
 
+def test_forward_only_net_ending_in_integers_forwards_its_float_tensors():
+    h = onnx.helper
+    model = _with_unsupported_node()
+    model.graph.node.append(h.make_node("ArgMax", ["y"], ["label"], axis=1, name="argmax"))
+    del model.graph.output[:]
+    model.graph.output.append(h.make_tensor_value_info("label", onnx.TensorProto.INT64, None))
+    net = Net.from_onnx_model(model, force_cpu=True)
+    assert net.blocked and net.blob_names == ["x", "c", "e", "y"]  # the int64 ArgMax output is no blob
+    blobs = net.forward(np.random.RandomState(1).rand(1, 1, 5, 5).astype(np.float32))
+    assert list(blobs) == ["x", "c", "e", "y"] and blobs["y"].min() >= 0
+
+
 # -- mnist-8.onnx: CNTK export, opset 8, real weights ------------------------------------
 def mnist_net():
     return Net.from_onnx(shared_path("models", "mnist_onnx", "mnist-8.onnx"), force_cpu=True)

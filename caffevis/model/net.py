@@ -142,8 +142,11 @@ class Net:
         from .onnx_import import import_onnx
 
         imported = import_onnx(model, input_hw=input_size)
-        net = cls(_expose_all_tensors(imported.model), imported.plans, force_cpu=force_cpu, cache_dir=cache_dir,
-                  info=imported.info, threads=threads)
+        exposed = _expose_all_tensors(imported.model)
+        # the blobs are the float tensors (a forward-only net may end in an ArgMax, say)
+        blobs = {o.name for o in exposed.graph.output} | {data_input(exposed).name}
+        info = dict(imported.info, blob_order=[b for b in imported.info["blob_order"] if b in blobs])
+        net = cls(exposed, imported.plans, force_cpu=force_cpu, cache_dir=cache_dir, info=info, threads=threads)
         net.blocked = imported.blocked
         if net.blocked:  # said once at load; backward features repeat it when asked for
             import sys
