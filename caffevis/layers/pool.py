@@ -119,8 +119,11 @@ def forward(g, p, ins, outs, params, aux=None):
     else:
         c = p.bottom_shapes[0][1]
         ones = g.const(np.ones((c, 1) + tuple(a["kernel"])), hint="ones_kernel")
+        inverse_divisor = g.const(1.0 / ave_divisor(p)[None, None])
         summed = g.op("Conv", [padded, ones], "ave_sum", strides=list(a["stride"]), group=c)
-        g.op("Mul", [summed, g.const(1.0 / ave_divisor(p)[None, None])], outputs=outs)
+        g.op("Mul", [summed, inverse_divisor], outputs=outs)
+        if aux is not None:  # the gradient's transposed convolution uses the same constants
+            aux["ones_kernel"], aux["inverse_divisor"] = ones, inverse_divisor
 
 
 def vjp(ctx, p, ins, outs, dtops, aux, params):
@@ -144,8 +147,8 @@ def vjp(ctx, p, ins, outs, dtops, aux, params):
         (kh, kw), (sh, sw) = a["kernel"], a["stride"]
         (oh, ow) = p.top_shapes[0][2:]
         hp, wp = h + begin[0] + end[0], w + begin[1] + end[1]
-        scaled = g.op("Mul", [dy, g.const(1.0 / ave_divisor(p)[None, None])], "ave_dy")
-        dpad = g.op("ConvTranspose", [scaled, g.const(np.ones((c, 1, kh, kw)), hint="ones_kernel")], "ave_dx",
+        scaled = g.op("Mul", [dy, aux["inverse_divisor"]], "ave_dy")
+        dpad = g.op("ConvTranspose", [scaled, aux["ones_kernel"]], "ave_dx",
                     strides=[sh, sw], group=c, output_padding=[hp - (sh * (oh - 1) + kh), wp - (sw * (ow - 1) + kw)])
     if any(begin) or any(end):
         dpad = g.op("Slice", [dpad, g.ints([begin[0], begin[1]]), g.ints([begin[0] + h, begin[1] + w]),
